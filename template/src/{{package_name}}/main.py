@@ -1,0 +1,37 @@
+"""The application factory.
+
+Run it with `uvicorn <package>.main:create_app --factory`. Tests build their
+own app with their own settings, so nothing here is created at import time.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from .api import api_router
+from .logging import RequestIdMiddleware, configure_logging
+from .resources import open_resources
+from .settings import Settings
+
+
+def create_app(
+    settings: Settings | None = None, *, http_transport: httpx.AsyncBaseTransport | None = None
+) -> FastAPI:
+    """Build the app. `settings` default to the environment's; `http_transport`
+    replaces the network for outgoing HTTP calls (tests use local stubs)."""
+    settings = settings or Settings()
+    configure_logging(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        async with open_resources(settings, http_transport=http_transport) as resources:
+            # Copied into every request's `request.state`.
+            yield {"settings": settings, "resources": resources}
+
+    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app.add_middleware(RequestIdMiddleware)
+    app.include_router(api_router)
+    return app

@@ -1,0 +1,174 @@
+"""How a task runs: what it receives, how it is retried, and the one place
+where its errors are handled.
+
+A task is a plain `async def name(ctx: TaskContext, *args) -> None` under the
+`@task()` decorator. Its arguments are plain data (ids, emails): it runs after
+the response, possibly in another process, and loads what it needs itself.
+"""
+
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Concatenate, Generic, Literal, ParamSpec
+
+import anyio
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from ..models import TaskFailure
+from ..resources import Resources
+from ..settings import Settings
+
+P = ParamSpec("P")
+
+_SECRET_NAMES = ("password", "secret", "token", "key", "authorization")
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task is given besides its own arguments."""
+
+    task_name: str
+    log: FilteringBoundLogger
+    """Bound to the task, job, request and attempt: every line leads back to the request."""
+    settings: Settings
+    resources: Resources
+    """Shared clients: `async with ctx.resources.sessions() as session` for the database."""
+    job_id: str
+    request_id: str | None
+    """The id of the request that scheduled the task, if a request did."""
+    attempt: int
+    """1 on the first try."""
+
+
+@dataclass(frozen=True)
+class Task(Generic[P]):
+    """A task function and its retry policy; made by the `task` decorator."""
+
+    function: Callable[Concatenate[TaskContext, P], Awaitable[None]]
+    retry_on: tuple[type[Exception], ...]
+    """Exceptions that mean "try again later"; any other exception fails the task at once."""
+    tries: int
+    """How many tries in all, the first included."""
+
+    @property
+    def name(self) -> str:
+        return self.function.__name__
+
+
+def task(
+    *, retry_on: tuple[type[Exception], ...] = (), tries: int = 3
+) -> Callable[[Callable[Concatenate[TaskContext, P], Awaitable[None]]], Task[P]]:
+    """Declare a task. `retry_on` lists its transient errors, retried up to `tries` in all."""
+    if tries < 1:
+        raise ValueError("tries must be at least 1")
+
+    def declare(function: Callable[Concatenate[TaskContext, P], Awaitable[None]]) -> Task[P]:
+        return Task(function, retry_on, tries if retry_on else 1)
+
+    return declare
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one try."""
+
+    status: Literal["succeeded", "retry", "failed"]
+    retry_in: float = 0.0
+    """Seconds to wait before the next try, when status is "retry"."""
+
+
+def make_context(
+    task: Task[Any],
+    *,
+    settings: Settings,
+    resources: Resources,
+    job_id: str,
+    request_id: str | None,
+    attempt: int,
+) -> TaskContext:
+    base: FilteringBoundLogger = structlog.get_logger()
+    log = base.bind(task=task.name, job_id=job_id, request_id=request_id, attempt=attempt)
+    return TaskContext(task.name, log, settings, resources, job_id, request_id, attempt)
+
+
+def retry_delay(settings: Settings, attempt: int) -> float:
+    """Exponential backoff: the delay after try number `attempt`."""
+    delay = settings.task_retry_backoff_seconds * 2 ** (attempt - 1)
+    return float(min(delay, settings.task_retry_backoff_max_seconds))
+
+
+def summarize_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A short, log-safe rendering of a task's arguments: long values cut, secrets hidden."""
+
+    def short(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 80 else text[:77] + "..."
+
+    parts = [short(arg) for arg in args]
+    for name, value in kwargs.items():
+        hidden = any(secret in name.lower() for secret in _SECRET_NAMES)
+        parts.append(f"{name}={'***' if hidden else short(value)}")
+    return ", ".join(parts)[:500]
+
+
+async def run_task(task: Task[P], ctx: TaskContext, *args: P.args, **kwargs: P.kwargs) -> Outcome:
+    """Run one try of `task` and handle whatever it raises.
+
+    Never raises (except cancellation): a failure is logged with its traceback
+    and, when no try is left, recorded in the `task_failures` table.
+    """
+    log = ctx.log
+    arguments = summarize_arguments(args, kwargs)
+    log.info("task_started", arguments=arguments)
+    started = time.perf_counter()
+    try:
+        await task.function(ctx, *args, **kwargs)
+    except anyio.get_cancelled_exc_class():
+        log.warning("task_cancelled", duration_ms=_since(started))
+        raise
+    except Exception as exc:
+        will_retry = isinstance(exc, task.retry_on) and ctx.attempt < task.tries
+        retry_in = retry_delay(ctx.settings, ctx.attempt) if will_retry else 0.0
+        log.error(
+            "task_failed",
+            arguments=arguments,
+            error=f"{type(exc).__name__}: {exc}",
+            duration_ms=_since(started),
+            will_retry=will_retry,
+            retry_in=retry_in,
+            tries=task.tries,
+            exc_info=exc,
+        )
+        if will_retry:
+            return Outcome("retry", retry_in)
+        await record_failure(ctx, arguments, exc)
+        return Outcome("failed")
+    log.info("task_finished", duration_ms=_since(started))
+    return Outcome("succeeded")
+
+
+async def record_failure(ctx: TaskContext, arguments: str, exc: Exception) -> None:
+    """Store a final failure where it can be listed, and log that it is final."""
+    failure = TaskFailure(
+        task=ctx.task_name,
+        job_id=ctx.job_id,
+        request_id=ctx.request_id,
+        attempt=ctx.attempt,
+        arguments=arguments,
+        error=f"{type(exc).__name__}: {exc}",
+        traceback="".join(traceback.format_exception(exc)),
+    )
+    try:
+        async with ctx.resources.sessions() as session:
+            session.add(failure)
+            await session.commit()
+    except Exception:
+        ctx.log.exception("task_failure_not_recorded")
+        return
+    ctx.log.error("task_failed_permanently", failure_id=failure.id, attempt=ctx.attempt)
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)

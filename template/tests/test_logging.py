@@ -1,0 +1,39 @@
+import httpx
+import pytest
+
+from .conftest import LogReader
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_request_id_is_returned_and_logged(
+    client: httpx.AsyncClient, logs: LogReader
+) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+
+    assert response.headers["X-Request-ID"] == "abc-123"
+    finished = [line for line in logs() if line["event"] == "request_finished"]
+    assert finished[-1]["request_id"] == "abc-123"
+    assert finished[-1]["status"] == 200
+
+
+@pytest.mark.parametrize("incoming", [None, "", "has spaces", "x" * 200, "<script>"])
+async def test_unusable_request_id_is_replaced(
+    client: httpx.AsyncClient, incoming: str | None
+) -> None:
+    headers = {} if incoming is None else {"X-Request-ID": incoming}
+
+    response = await client.get("/health", headers=headers)
+
+    returned = response.headers["X-Request-ID"]
+    assert returned != incoming
+    assert len(returned) == 32
+
+
+async def test_response_is_logged_before_its_tasks_run(
+    client: httpx.AsyncClient, logs: LogReader
+) -> None:
+    await client.post("/events", json={"name": "signup"})
+
+    events = [line["event"] for line in logs()]
+    assert events.index("request_finished") < events.index("task_started")
