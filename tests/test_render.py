@@ -1,0 +1,119 @@
+"""What `copier copy` writes, for each variant."""
+
+import ast
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import render
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+COMMON = {
+    ".copier-answers.yml",
+    ".env.example",
+    ".gitignore",
+    "README.md",
+    "pyproject.toml",
+    "src/acme_shop/api/events.py",
+    "src/acme_shop/api/health.py",
+    "src/acme_shop/main.py",
+    "src/acme_shop/deps.py",
+    "src/acme_shop/logging.py",
+    "src/acme_shop/settings.py",
+    "src/acme_shop/tasks/__init__.py",
+    "src/acme_shop/tasks/queue.py",
+    "src/acme_shop/tasks/runtime.py",
+    "src/acme_shop/tasks/events.py",
+    "tests/conftest.py",
+    "tests/stubs/tasks.py",
+    "tests/tasks/test_runtime.py",
+    "tests/tasks/test_registry.py",
+}
+EXAMPLES = {
+    "src/acme_shop/api/users.py",
+    "src/acme_shop/api/uploads.py",
+    "src/acme_shop/api/orders.py",
+    "src/acme_shop/mail.py",
+    "src/acme_shop/tasks/email.py",
+    "src/acme_shop/tasks/images.py",
+    "src/acme_shop/tasks/orders.py",
+    "src/acme_shop/tasks/activity.py",
+    "tests/stubs/smtp.py",
+    "tests/stubs/image_api.py",
+    "tests/api/test_users.py",
+    "tests/tasks/test_email.py",
+}
+JINJA_LEFTOVER = re.compile(r"\{\{-?\s*[A-Za-z_]|\{%-?\s*\w|\{#")
+
+
+def files(project: Path) -> set[str]:
+    return {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("include_examples", [True, False])
+def test_rendered_files(tmp_path: Path, include_examples: bool) -> None:
+    project = render(tmp_path / "acme-shop", include_examples=include_examples)
+
+    rendered = files(project)
+    assert rendered >= COMMON
+    if include_examples:
+        assert rendered >= EXAMPLES
+    else:
+        assert not EXAMPLES & rendered
+    for name in rendered:
+        text = (project / name).read_text()
+        assert not JINJA_LEFTOVER.search(text), f"Jinja left in {name}"
+        if name.endswith(".py"):
+            ast.parse(text, filename=name)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "acme-shop"
+    assert pyproject["project"]["requires-python"] == ">=3.11"
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["package_name"] == "acme_shop"
+    assert answers["include_examples"] is include_examples
+    assert answers["task_backend"] == "background"
+
+
+def test_defaults_derive_from_the_project_name(tmp_path: Path) -> None:
+    project = render(tmp_path / "out", project_name="  Acme Shop 2.0! ")
+
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["project_slug"] == "acme-shop-2-0"
+    assert answers["package_name"] == "acme_shop_2_0"
+
+
+def test_free_text_answers_are_escaped(tmp_path: Path) -> None:
+    tricky = 'Say "hi" \\ {{ not jinja }} — ☃ 😀'
+    project = render(
+        tmp_path / "out",
+        project_name=tricky,
+        description=tricky,
+        author_name=tricky,
+        package_name="tricky",
+    )
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == tricky
+    assert pyproject["project"]["authors"][0]["name"] == tricky
+    settings = (project / "src/tricky/settings.py").read_text()
+    assert ast.literal_eval(re.search(r"app_name: str = (.+)", settings)[1]) == tricky
+
+
+def test_the_copier_cli_renders_without_trust(tmp_path: Path) -> None:
+    from .conftest import TEMPLATE
+
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--defaults", str(TEMPLATE), str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "x/src/x/main.py").is_file()
