@@ -15,6 +15,8 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "no-examples": {"include_examples": False},
+    "arq": {"task_backend": "arq"},
+    "arq-no-examples": {"task_backend": "arq", "include_examples": False},
 }
 
 Render = Callable[..., Path]

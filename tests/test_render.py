@@ -78,6 +78,7 @@ def test_rendered_files(tmp_path: Path, include_examples: bool) -> None:
     assert answers["package_name"] == "acme_shop"
     assert answers["include_examples"] is include_examples
     assert answers["task_backend"] == "background"
+    assert not (project / "src/acme_shop/worker.py").exists()
 
 
 def test_defaults_derive_from_the_project_name(tmp_path: Path) -> None:
@@ -117,3 +118,29 @@ def test_the_copier_cli_renders_without_trust(tmp_path: Path) -> None:
 
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "x/src/x/main.py").is_file()
+
+
+@pytest.mark.parametrize("include_examples", [True, False])
+def test_routes_and_tasks_are_the_same_text_for_both_backends(
+    tmp_path: Path, include_examples: bool
+) -> None:
+    background = render(tmp_path / "bg" / "acme-shop", include_examples=include_examples)
+    arq = render(
+        tmp_path / "arq" / "acme-shop", task_backend="arq", include_examples=include_examples
+    )
+
+    package = Path("src/acme_shop")
+    shared = [
+        path.relative_to(background)
+        for folder in ("api", "tasks")
+        for path in sorted((background / package / folder).glob("*.py"))
+        # queue.py is the backend; api/__init__.py only lists the routers (jobs is arq's)
+        if path.name != "queue.py"
+        and path.relative_to(background / package) != Path("api/__init__.py")
+    ]
+    assert len(shared) >= 5
+    for name in shared:
+        assert (arq / name).read_text() == (background / name).read_text(), name
+    assert (arq / package / "worker.py").is_file()
+    assert (arq / package / "api/jobs.py").is_file()
+    assert not (background / package / "worker.py").exists()

@@ -1,7 +1,7 @@
 import httpx
 import pytest
 
-from .conftest import LogReader
+from .conftest import JobRunner, LogReader
 
 pytestmark = pytest.mark.anyio
 
@@ -9,12 +9,14 @@ pytestmark = pytest.mark.anyio
 async def test_request_id_is_returned_and_logged(
     client: httpx.AsyncClient, logs: LogReader
 ) -> None:
-    response = await client.get("/health", headers={"X-Request-ID": "abc-123"})
+    response = await client.post(
+        "/events", json={"name": "signup"}, headers={"X-Request-ID": "abc-123"}
+    )
 
     assert response.headers["X-Request-ID"] == "abc-123"
     finished = [line for line in logs() if line["event"] == "request_finished"]
     assert finished[-1]["request_id"] == "abc-123"
-    assert finished[-1]["status"] == 200
+    assert finished[-1]["status"] == 202
 
 
 @pytest.mark.parametrize("incoming", [None, "", "has spaces", "x" * 200, "<script>"])
@@ -31,9 +33,10 @@ async def test_unusable_request_id_is_replaced(
 
 
 async def test_response_is_logged_before_its_tasks_run(
-    client: httpx.AsyncClient, logs: LogReader
+    client: httpx.AsyncClient, run_jobs: JobRunner, logs: LogReader
 ) -> None:
     await client.post("/events", json={"name": "signup"})
+    await run_jobs()
 
     events = [line["event"] for line in logs()]
     assert events.index("request_finished") < events.index("task_started")

@@ -9,12 +9,14 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
 
 from .api import api_router
 from .logging import RequestIdMiddleware, configure_logging
 from .resources import open_resources
 from .settings import Settings
+from .tasks.queue import QueueUnavailableError, open_task_backend
 
 
 def create_app(
@@ -27,11 +29,23 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        async with open_resources(settings, http_transport=http_transport) as resources:
+        async with (
+            open_resources(settings, http_transport=http_transport) as resources,
+            open_task_backend(settings) as task_backend,
+        ):
             # Copied into every request's `request.state`.
-            yield {"settings": settings, "resources": resources}
+            yield {"settings": settings, "resources": resources, **task_backend}
 
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api_router)
+    app.add_exception_handler(QueueUnavailableError, queue_unavailable)
     return app
+
+
+async def queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": "The task queue is unavailable; nothing was scheduled. Try again shortly."},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    )

@@ -1,6 +1,8 @@
 """Processing reported events: the smallest complete task, to copy from."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete
 
 from ..models import Event
 from .runtime import TaskContext, task
@@ -20,3 +22,16 @@ async def process_event(ctx: TaskContext, event_id: int) -> None:
         event.processed_at = datetime.now(UTC)
         await session.commit()
     ctx.log.info("event_processed", event_id=event_id, name=event.name)
+
+
+@task()
+async def purge_processed_events(ctx: TaskContext) -> None:
+    """Delete events processed more than 30 days ago (run nightly by the arq worker)."""
+    cutoff = datetime.now(UTC) - timedelta(days=30)
+    async with ctx.resources.sessions() as session:
+        purged = await session.scalars(
+            delete(Event).where(Event.processed_at < cutoff).returning(Event.id)
+        )
+        count = len(purged.all())
+        await session.commit()
+    ctx.log.info("events_purged", count=count)

@@ -149,6 +149,34 @@ async def run_task(task: Task[P], ctx: TaskContext, *args: P.args, **kwargs: P.k
     return Outcome("succeeded")
 
 
+async def run_in_process(
+    task: Task[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    *,
+    settings: Settings,
+    resources: Resources,
+    job_id: str,
+    request_id: str | None,
+) -> None:
+    """Run `task` here and now, waiting between tries while its policy allows more."""
+    attempt = 1
+    while True:
+        ctx = make_context(
+            task,
+            settings=settings,
+            resources=resources,
+            job_id=job_id,
+            request_id=request_id,
+            attempt=attempt,
+        )
+        outcome = await run_task(task, ctx, *args, **kwargs)
+        if outcome.status != "retry":
+            return
+        await anyio.sleep(outcome.retry_in)
+        attempt += 1
+
+
 async def record_failure(ctx: TaskContext, arguments: str, exc: Exception) -> None:
     """Store a final failure where it can be listed, and log that it is final."""
     failure = TaskFailure(
