@@ -31,9 +31,13 @@ def render(dst: Path, **data: Any) -> Path:
     return dst
 
 
-def run(project: Path, *command: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run a command in a rendered project; fail the test with its output if it fails."""
-    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+def run(
+    project: Path, *command: str, timeout: float = 600, without: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run a command in a rendered project; fail the test with its output if it fails.
+
+    `without`: environment variables to leave out."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", *without)}
     result = subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout
     )

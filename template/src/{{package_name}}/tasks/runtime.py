@@ -58,14 +58,17 @@ class Task(Generic[P]):
 
 
 def task(
-    *, retry_on: tuple[type[Exception], ...] = (), tries: int = 3
+    *, retry_on: tuple[type[Exception], ...] = (), tries: int = 1
 ) -> Callable[[Callable[Concatenate[TaskContext, P], Awaitable[None]]], Task[P]]:
-    """Declare a task. `retry_on` lists its transient errors, retried up to `tries` in all."""
+    """Declare a task: `@task()`, or `@task(retry_on=(SomeTransientError,), tries=4)`.
+
+    `retry_on`: the exceptions worth another try; `tries`: how many tries in all.
+    """
     if tries < 1:
         raise ValueError("tries must be at least 1")
 
     def declare(function: Callable[Concatenate[TaskContext, P], Awaitable[None]]) -> Task[P]:
-        return Task(function, retry_on, tries if retry_on else 1)
+        return Task(function, retry_on, tries)
 
     return declare
 
