@@ -144,3 +144,27 @@ def test_routes_and_tasks_are_the_same_text_for_both_backends(
     assert (arq / package / "worker.py").is_file()
     assert (arq / package / "api/jobs.py").is_file()
     assert not (background / package / "worker.py").exists()
+
+
+@pytest.mark.parametrize("python_version", ["3.12", "3.13"])
+@pytest.mark.parametrize("task_backend", ["background", "arq"])
+def test_newer_python_targets_pass_ruff(
+    tmp_path: Path, python_version: str, task_backend: str
+) -> None:
+    """ruff's rules depend on the target Python; 3.11 is covered by test_generated."""
+    project = render(
+        tmp_path / "acme-shop", python_version=python_version, task_backend=task_backend
+    )
+
+    for command in (["check", "."], ["format", "--check", "."]):
+        result = subprocess.run(
+            [sys.executable, "-m", "ruff", *command],
+            cwd=project,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["requires-python"] == f">={python_version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{python_version.replace('.', '')}"
