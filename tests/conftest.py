@@ -1,9 +1,12 @@
 """Render the template with copier's own API and run the rendered project's tools."""
 
+import itertools
 import os
+import re
 import subprocess
+import tomllib
 import warnings
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,22 +15,40 @@ import pytest
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 
+# uv must not try to download an interpreter: only the Pythons on this machine count.
+os.environ["UV_PYTHON_DOWNLOADS"] = "never"
+
+
+def python_available(version: str) -> bool:
+    found = subprocess.run(["uv", "python", "find", version], capture_output=True, check=False)
+    return found.returncode == 0
+
+
+PYTHONS = [version for version in ("3.11", "3.12", "3.13") if python_available(version)]
+
+# Every combination of the template's choice and bool questions, on each Python found.
 VARIANTS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "no-examples": {"include_examples": False},
-    "arq": {"task_backend": "arq"},
-    "arq-no-examples": {"task_backend": "arq", "include_examples": False},
+    f"{backend}-{'examples' if examples else 'minimal'}-py{python}": {
+        "task_backend": backend,
+        "include_examples": examples,
+        "python_version": python,
+    }
+    for backend, examples, python in itertools.product(
+        ("background", "arq"), (True, False), PYTHONS
+    )
 }
+# The variant run without REDIS_URL, so that its fixture starts a redis-server itself.
+OWN_REDIS_VARIANT = "arq-minimal-py3.11"
+MATRIX_REPORT: dict[str, list[str]] = {}
 
-Render = Callable[..., Path]
 
-
-def render(dst: Path, **data: Any) -> Path:
-    """`copier copy --defaults` of this checkout (uncommitted edits included) into `dst`."""
+def render(dst: Path, src: Path = TEMPLATE, **data: Any) -> Path:
+    """`copier copy --defaults` of `src` into `dst`, then the hygiene checks."""
     with warnings.catch_warnings():
         # Copier says so when the template has no release tag yet; that is fine here.
         warnings.filterwarnings("ignore", message="No git tags found in template")
-        copier.run_copy(str(TEMPLATE), dst, data=data, defaults=True, quiet=True)
+        copier.run_copy(str(src), dst, data=data, defaults=True, quiet=True)
+    assert_hygienic(dst, answers=[str(value) for value in data.values()])
     return dst
 
 
@@ -48,6 +69,59 @@ def run(
     return result
 
 
+def run_gates(project: Path, *, without: tuple[str, ...] = ()) -> str:
+    """uv sync, ruff check, ruff format --check, mypy and the generated tests; their summary."""
+    python = tomllib.loads((project / "pyproject.toml").read_text())["project"]["requires-python"]
+    run(project, "uv", "sync", "--quiet", "--python", python.removeprefix(">="))
+    run(project, "uv", "run", "--no-sync", "ruff", "check", ".")
+    run(project, "uv", "run", "--no-sync", "ruff", "format", "--check", ".")
+    run(project, "uv", "run", "--no-sync", "mypy")
+    pytest = ("uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
+    tests = run(project, *pytest, without=without)
+    return tests.stdout.strip().splitlines()[-1]
+
+
+# --- hygiene: checked on every render -------------------------------------------------------
+
+JINJA_LEFTOVER = re.compile(
+    r"\{\{-?\s*(project_|package_|description|author_|python_version|task_backend"
+    r"|include_examples|_copier)|\{%-?\s*(if|elif|else|endif|for|endfor|raw|endraw|set)\b|\{#"
+)
+WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
+WINDOWS_INVALID = re.compile(r'[<>:"\\|?*\x00-\x1f]|[. ]$')
+SECRET_LITERAL = re.compile(
+    r"AKIA[0-9A-Z]{16}|-----BEGIN [A-Z ]*PRIVATE KEY-----|\b(sk|pk)_live_\w+"
+    r"|(password|secret|token|api_key)\s*[:=]\s*[\"'][^\"'\s]{6,}[\"']",
+    re.IGNORECASE,
+)
+
+
+def assert_hygienic(project: Path, answers: Sequence[str] = ()) -> None:
+    """No Jinja left, names valid on Windows, no merge leftovers, .env ignored, no secrets."""
+    for path in project.rglob("*"):
+        relative = path.relative_to(project)
+        if ".git" in relative.parts or ".venv" in relative.parts:
+            continue
+        for part in relative.parts:
+            assert not WINDOWS_RESERVED.match(part), f"{relative}: reserved name on Windows"
+            assert not WINDOWS_INVALID.search(part), f"{relative}: invalid name on Windows"
+        assert path.suffix not in (".rej", ".orig"), f"{relative}: merge leftover"
+        if not path.is_file() or path.name == ".copier-answers.yml":
+            continue
+        text = path.read_text()
+        for answer in answers:  # what a user typed may look like Jinja; that is theirs
+            text = text.replace(answer, "")
+        assert not JINJA_LEFTOVER.search(text), f"{relative}: Jinja left"
+        assert "<<<<<<<" not in text, f"{relative}: conflict marker"
+        if relative.parts[0] != "tests":
+            assert not SECRET_LITERAL.search(text), f"{relative}: secret-looking literal"
+    assert not (project / ".env").exists()
+    assert ".env" in (project / ".gitignore").read_text().splitlines()
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
 @pytest.fixture(scope="session", params=list(VARIANTS), ids=list(VARIANTS))
 def variant(request: pytest.FixtureRequest) -> str:
     return str(request.param)
@@ -57,5 +131,22 @@ def variant(request: pytest.FixtureRequest) -> str:
 def synced_project(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A rendered project of each variant, its environment installed with `uv sync`."""
     project = render(tmp_path_factory.mktemp(variant) / "acme-shop", **VARIANTS[variant])
-    run(project, "uv", "sync", "--quiet")
+    python = VARIANTS[variant]["python_version"]
+    run(project, "uv", "sync", "--quiet", "--python", python)
     return project
+
+
+def record(variant: str, check: str) -> None:
+    MATRIX_REPORT.setdefault(variant, []).append(check)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not MATRIX_REPORT:
+        return
+    terminalreporter.section("answer combinations and the checks that passed")
+    for variant in VARIANTS:
+        checks = MATRIX_REPORT.get(variant)
+        terminalreporter.write_line(f"{variant:32} {', '.join(checks) if checks else '-'}")
+    missing = sorted({"3.11", "3.12", "3.13"} - set(PYTHONS))
+    if missing:
+        terminalreporter.write_line(f"Pythons not on this machine, not run: {', '.join(missing)}")

@@ -41,7 +41,7 @@ def slow_sink() -> Iterator[tuple[SlowSink, int]]:
     controller.stop()
 
 
-@pytest.mark.parametrize("variant", ["default"], indirect=True)
+@pytest.mark.parametrize("variant", ["background-examples-py3.11"], indirect=True)
 def test_register_answers_before_the_welcome_email_is_sent(
     synced_project: Path, slow_sink: tuple[SlowSink, int], tmp_path: Path
 ) -> None:
@@ -120,7 +120,7 @@ def redis_url() -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("variant", ["arq"], indirect=True)
+@pytest.mark.parametrize("variant", ["arq-examples-py3.11"], indirect=True)
 def test_arq_worker_sends_the_email_and_the_job_completes(
     synced_project: Path, slow_sink: tuple[SlowSink, int], redis_url: str, tmp_path: Path
 ) -> None:
