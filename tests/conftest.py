@@ -98,15 +98,13 @@ SECRET_LITERAL = re.compile(
 
 def assert_hygienic(project: Path, answers: Sequence[str] = ()) -> None:
     """No Jinja left, names valid on Windows, no merge leftovers, .env ignored, no secrets."""
-    for path in project.rglob("*"):
-        relative = path.relative_to(project)
-        if ".git" in relative.parts or ".venv" in relative.parts:
-            continue
+    for relative in project_files(project):
+        path = project / relative
         for part in relative.parts:
             assert not WINDOWS_RESERVED.match(part), f"{relative}: reserved name on Windows"
             assert not WINDOWS_INVALID.search(part), f"{relative}: invalid name on Windows"
         assert path.suffix not in (".rej", ".orig"), f"{relative}: merge leftover"
-        if not path.is_file() or path.name == ".copier-answers.yml":
+        if path.name == ".copier-answers.yml":
             continue
         text = path.read_text()
         for answer in answers:  # what a user typed may look like Jinja; that is theirs
@@ -117,6 +115,20 @@ def assert_hygienic(project: Path, answers: Sequence[str] = ()) -> None:
             assert not SECRET_LITERAL.search(text), f"{relative}: secret-looking literal"
     assert not (project / ".env").exists()
     assert ".env" in (project / ".gitignore").read_text().splitlines()
+
+
+def project_files(project: Path) -> list[Path]:
+    """The project's files; in a git checkout, those git does not ignore."""
+    if not (project / ".git").exists():
+        return [path.relative_to(project) for path in project.rglob("*") if path.is_file()]
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [Path(name) for name in listed.stdout.split("\0") if (project / name).is_file()]
 
 
 # --- fixtures --------------------------------------------------------------------------------

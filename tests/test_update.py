@@ -1,0 +1,174 @@
+"""`copier update` across template releases and across backends keeps the user's edits."""
+
+import shutil
+import subprocess
+import warnings
+from pathlib import Path
+
+import copier
+import pytest
+import yaml
+
+from .conftest import TEMPLATE, assert_hygienic, run_gates
+
+PACKAGE = Path("src/acme_shop")
+
+PING_ROUTE = '''"""GET /ping: a route the user added."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["ping"])
+
+
+@router.get("/ping")
+async def ping() -> dict[str, str]:
+    return {"ping": "pong"}
+'''
+
+PING_TEST = """import httpx
+import pytest
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_ping(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ping")
+
+    assert response.json() == {"ping": "pong"}
+"""
+
+RELEASE_TEST = """from {{ package_name }}.settings import Settings
+
+
+def test_logs_are_for_reading_by_default() -> None:
+    assert Settings(_env_file=None).log_format == "console"
+"""
+
+
+def git(cwd: Path, *args: str) -> str:
+    identity = ["-c", "user.name=Test", "-c", "user.email=test@example.com"]
+    done = subprocess.run(
+        ["git", *identity, *args], cwd=cwd, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    """This template (working tree) in a git repo of its own, released as 1.0.0."""
+    repo = tmp_path / "template-repo"
+    repo.mkdir()
+    shutil.copy(TEMPLATE / "copier.yml", repo)
+    shutil.copytree(TEMPLATE / "template", repo / "template")
+    git(repo, "init", "--quiet")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", "1.0.0")
+    git(repo, "tag", "1.0.0")
+    return repo
+
+
+@pytest.fixture
+def user_project(template_repo: Path, tmp_path: Path) -> Path:
+    """A project generated from 1.0.0, committed, then edited and committed by its user."""
+    project = tmp_path / "acme-shop"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(template_repo), project, vcs_ref="1.0.0", defaults=True, quiet=True)
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "generated")
+
+    (project / PACKAGE / "api/ping.py").write_text(PING_ROUTE)
+    edit(
+        project / PACKAGE / "api/__init__.py",
+        "from .orders import router as orders\n",
+        "from .orders import router as orders\nfrom .ping import router as ping\n",
+    )
+    edit(
+        project / PACKAGE / "api/__init__.py",
+        "api_router.include_router(orders)\n",
+        "api_router.include_router(orders)\napi_router.include_router(ping)\n",
+    )
+    edit(
+        project / PACKAGE / "tasks/events.py",
+        'ctx.log.info("event_processed", event_id=event_id, name=event.name)',
+        'ctx.log.info("event_processed", event_id=event_id, name=event.name, source="api")',
+    )
+    (project / "tests/api/test_ping.py").write_text(PING_TEST)
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "user edits")
+    return project
+
+
+def update(project: Path, **data: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_update(project, data=data, defaults=True, overwrite=True, quiet=True)
+    assert_hygienic(project)
+    assert "<<<<<<<" not in git(project, "diff")
+
+
+def assert_user_edits_kept(project: Path) -> None:
+    assert (project / PACKAGE / "api/ping.py").read_text() == PING_ROUTE
+    assert (project / "tests/api/test_ping.py").read_text() == PING_TEST
+    assert "include_router(ping)" in (project / PACKAGE / "api/__init__.py").read_text()
+    assert 'source="api"' in (project / PACKAGE / "tasks/events.py").read_text()
+
+
+def test_update_to_a_new_release_keeps_user_edits(template_repo: Path, user_project: Path) -> None:
+    (template_repo / "template/tests/test_release.py.jinja").write_text(RELEASE_TEST)
+    edit(
+        template_repo / "template/src/{{package_name}}/tasks/events.py",
+        '"""Processing reported events: the smallest complete task, to copy from."""',
+        '"""Processing reported events (since 1.1.0: a clearer docstring)."""',
+    )
+    git(template_repo, "add", "--all")
+    git(template_repo, "commit", "--quiet", "--message", "1.1.0")
+    git(template_repo, "tag", "1.1.0")
+
+    update(user_project)
+
+    assert_user_edits_kept(user_project)
+    assert (user_project / "tests/test_release.py").is_file()
+    events = (user_project / PACKAGE / "tasks/events.py").read_text()
+    assert "since 1.1.0: a clearer docstring" in events
+    answers = yaml.safe_load((user_project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "1.1.0"
+    assert not list(user_project.rglob("*.rej"))
+    summary = run_gates(user_project)
+    assert "failed" not in summary
+
+
+def test_switching_backend_touches_no_route_or_task_module(user_project: Path) -> None:
+    shared = sorted(
+        path.relative_to(user_project)
+        for folder in ("api", "tasks")
+        for path in (user_project / PACKAGE / folder).glob("*.py")
+        if path.name not in ("queue.py", "__init__.py")
+    )
+    before = {name: (user_project / name).read_text() for name in shared}
+
+    update(user_project, task_backend="arq")
+
+    assert {name: (user_project / name).read_text() for name in shared} == before
+    assert_user_edits_kept(user_project)
+    assert (user_project / PACKAGE / "worker.py").is_file()
+    assert "ArqTaskQueue" in (user_project / PACKAGE / "tasks/queue.py").read_text()
+    assert "failed" not in run_gates(user_project)
+    git(user_project, "add", "--all")
+    git(user_project, "commit", "--quiet", "--message", "switch to arq")
+
+    update(user_project, task_backend="background")
+
+    assert {name: (user_project / name).read_text() for name in shared} == before
+    assert_user_edits_kept(user_project)
+    assert not (user_project / PACKAGE / "worker.py").exists()
+    assert not (user_project / PACKAGE / "api/jobs.py").exists()
+    assert "BackgroundTaskQueue" in (user_project / PACKAGE / "tasks/queue.py").read_text()
+    assert "failed" not in run_gates(user_project)
