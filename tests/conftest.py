@@ -1,6 +1,7 @@
 """Render the template with copier's own API and run the rendered project's tools."""
 
 import itertools
+import json
 import os
 import re
 import subprocess
@@ -108,7 +109,10 @@ def assert_hygienic(project: Path, answers: Sequence[str] = ()) -> None:
             continue
         text = path.read_text()
         for answer in answers:  # what a user typed may look like Jinja; that is theirs
-            text = text.replace(answer, "")
+            double_quoted = json.dumps(answer, ensure_ascii=False)[1:-1]
+            single_quoted = answer.replace("\\", "\\\\").replace("'", "\\'")
+            for form in (double_quoted, single_quoted, answer):
+                text = text.replace(form, "")
         assert not JINJA_LEFTOVER.search(text), f"{relative}: Jinja left"
         assert "<<<<<<<" not in text, f"{relative}: conflict marker"
         if relative.parts[0] != "tests":
