@@ -165,4 +165,4 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(f"{variant:32} {', '.join(checks) if checks else '-'}")
     missing = sorted({"3.11", "3.12", "3.13"} - set(PYTHONS))
     if missing:
-        terminalreporter.write_line(f"Pythons not on this machine, not run: {', '.join(missing)}")
+        terminalreporter.write_line(f"Pythons uv did not find (not run): {', '.join(missing)}")
