@@ -5,9 +5,11 @@ counts outcomes, prints its figures and asserts that nothing is lost.
 """
 
 import shutil
+import signal
 import sqlite3
 import subprocess
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -192,3 +194,228 @@ def test_r1_every_failure_is_logged_with_its_request_and_later_tasks_still_run(
     assert recorded == 100
     assert sink.to("admin@shop.test") == len(sink.accepted) == 100  # notify_admin ran for all
     assert reserved == 100 * ORDER["quantity"]  # so did update_inventory
+
+
+def job_ids(base: str, count: int, seconds: float) -> list[str]:
+    with httpx.Client(base_url=base, timeout=10) as client:
+        return [client.post(f"/drill?seconds={seconds}").json()["job"] for _ in range(count)]
+
+
+def starts(tmp_path: Path) -> int:
+    return sum(count for (kind, _), count in drill_log(tmp_path).items() if kind == "start")
+
+
+def ended(tmp_path: Path, jobs: list[str]) -> bool:
+    log = drill_log(tmp_path)
+    return all(log["end", job] for job in jobs)
+
+
+# --- R2 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+def test_r2_retries_then_success_and_one_final_failure(
+    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    sink, smtp_port = smtp_sink
+    env = drill_env(tmp_path, smtp_port, redis_server)
+    api, base = start_api(drill_project, env, tmp_path / "api.log")
+    worker = start_worker(drill_project, env, tmp_path / "worker.log")
+    try:
+        sink.defer_next = 2  # the server says "try later" twice: success on try 3
+        ada = httpx.post(f"{base}/register", json=user("ada"), timeout=10).json()["jobs"][0]
+        wait_for(lambda: sink.to("ada@example.com") == 1, 30, "ada's email")
+        sink.defer_next = 1000  # past every try
+        eve = httpx.post(f"{base}/register", json=user("eve"), timeout=10).json()["jobs"][0]
+        wait_for(lambda: httpx.get(f"{base}/jobs/{eve}").json()["status"] == "complete", 30, "eve")
+        eve_status = httpx.get(f"{base}/jobs/{eve}").json()
+    finally:
+        worker.stop()
+        api.stop()
+
+    def outcomes(job: str) -> list[tuple[str, int]]:
+        events = ("task_failed", "task_finished", "task_failed_permanently")
+        lines = worker.json_lines()
+        return [
+            (x["event"], x["attempt"])
+            for x in lines
+            if x.get("job_id") == job and x["event"] in events
+        ]
+
+    database = sqlite3.connect(tmp_path / "app.db")
+    recorded = database.execute("SELECT job_id, attempt FROM task_failures").fetchall()
+    print(f"\nR2 arq: ada {outcomes(ada)}; eve {outcomes(eve)}; recorded {recorded}")
+    assert outcomes(ada) == [("task_failed", 1), ("task_failed", 2), ("task_finished", 3)]
+    assert outcomes(eve) == [("task_failed", n) for n in (1, 2, 3, 4)] + [
+        ("task_failed_permanently", 4)
+    ]
+    assert recorded == [(eve, 4)]
+    assert (eve_status["success"], eve_status["tries"]) == (False, 4)
+
+
+def user(name: str) -> dict[str, str]:
+    return {"email": f"{name}@example.com", "name": name.title(), "password": "correct horse"}
+
+
+# --- R3 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+def test_r3_a_killed_worker_loses_no_job(
+    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = drill_env(tmp_path, smtp_sink[1], redis_server)
+    api, base = start_api(drill_project, env, tmp_path / "api.log")
+    first = start_worker(drill_project, env, tmp_path / "worker-1.log")
+    second = None
+    try:
+        jobs = job_ids(base, 50, seconds=0.5)
+        wait_for(lambda: starts(tmp_path) >= 15, 30, "15 jobs started")
+        first.send(signal.SIGKILL)
+        first.popen.wait(timeout=10)
+        killed_at = time.monotonic()
+        at_kill = drill_log(tmp_path)
+        in_flight = [job for job in jobs if at_kill["start", job] and not at_kill["end", job]]
+        second = start_worker(drill_project, env, tmp_path / "worker-2.log")
+        wait_for(lambda: ended(tmp_path, jobs), JOB_TIMEOUT + 10 + 30, "all 50 jobs")
+        recovery = time.monotonic() - killed_at
+    finally:
+        if second:
+            second.stop()
+        api.stop()
+
+    log = drill_log(tmp_path)
+    executions = starts(tmp_path)
+    duplicates = sorted(job for job in jobs if log["start", job] > 1)
+    print(
+        f"\nR3 arq: 50 jobs, worker SIGKILLed with {len(in_flight)} in flight; "
+        f"{executions} executions, {len(duplicates)} jobs ran twice; "
+        f"all complete {recovery:.1f} s after the kill "
+        f"(bound: job_timeout + 10 = {JOB_TIMEOUT + 10} s)"
+    )
+    assert all(log["end", job] >= 1 for job in jobs)
+    assert in_flight, "the kill came too late to test anything"
+    assert duplicates == sorted(in_flight)  # at-least-once: only the interrupted jobs ran twice
+    assert recovery <= JOB_TIMEOUT + 10 + 2  # + arq's poll delay and the job's own 0.5 s
+
+
+# --- R4 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+def test_r4_sigterm_lets_running_jobs_finish(
+    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = drill_env(tmp_path, smtp_sink[1], redis_server)
+    api, base = start_api(drill_project, env, tmp_path / "api.log")
+    worker = start_worker(drill_project, env, tmp_path / "worker.log")
+    try:
+        jobs = job_ids(base, 10, seconds=2)
+        wait_for(
+            lambda: all(drill_log(tmp_path)["start", job] for job in jobs), 30, "10 jobs running"
+        )
+        stopping = time.monotonic()
+        worker.send(signal.SIGTERM)
+        exit_code = worker.popen.wait(timeout=60)
+        stopped_after = time.monotonic() - stopping
+        after_stop = drill_log(tmp_path)
+        burst = start_worker(drill_project, env, tmp_path / "burst.log", "--burst")
+        burst.popen.wait(timeout=60)
+    finally:
+        api.stop()
+
+    finished = sum(after_stop["end", job] for job in jobs)
+    reruns = sum(drill_log(tmp_path)["start", job] for job in jobs) - len(jobs)
+    print(
+        f"\nR4 arq: SIGTERM with 10 jobs running: {finished} finished, worker exited "
+        f"{stopped_after:.1f} s later (code {exit_code}); re-runs afterwards: {reruns}"
+    )
+    assert finished == 10
+    assert reruns == 0
+
+
+# --- R5 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+def test_r5_redis_outage_gives_503s_and_everything_recovers(
+    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+) -> None:
+    env = drill_env(tmp_path, smtp_sink[1], redis_server)
+    api, base = start_api(drill_project, env, tmp_path / "api.log")
+    worker = start_worker(drill_project, env, tmp_path / "worker.log")
+    statuses: Counter[int] = Counter()
+    try:
+        before = job_ids(base, 20, seconds=1)
+        redis_server.stop()
+        outage_started = time.monotonic()
+        with httpx.Client(base_url=base, timeout=10) as client:
+            during = [client.post("/drill?seconds=0.1") for _ in range(10)]
+            health = client.get("/health")
+        time.sleep(max(0.0, 3 - (time.monotonic() - outage_started)))
+        redis_server.start()
+        outage = time.monotonic() - outage_started
+        wait_for(lambda: httpx.get(f"{base}/health").status_code == 200, 60, "health back")
+        after = job_ids(base, 5, seconds=0.1)
+        recovered = wait_for(lambda: ended(tmp_path, before + after), 120, "all jobs")
+        worker_alive = worker.popen.poll() is None
+    finally:
+        worker.stop()
+        api.stop()
+
+    statuses.update(response.status_code for response in during)
+    server_errors = [
+        line
+        for line in api.events("request_finished")
+        if line["status"] >= 500 and line["status"] != 503
+    ]
+    print(
+        f"\nR5 arq: Redis down {outage:.1f} s: enqueue answers {dict(statuses)}, "
+        f"/health {health.status_code} {health.json()['checks']}; 500s: {len(server_errors)}; "
+        f"worker survived: {worker_alive}; all {len(before)} earlier + {len(after)} later jobs "
+        f"complete {recovered:.1f} s after Redis came back"
+    )
+    assert statuses == {503: 10}
+    assert all("task queue is unavailable" in response.json()["detail"] for response in during)
+    assert health.status_code == 503
+    assert health.json()["checks"]["redis"] is False
+    assert server_errors == []
+    assert worker_alive
+
+
+# --- R6 ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drill_project", ["background"], indirect=True)
+@pytest.mark.parametrize(
+    ("graceful_timeout", "task_seconds"), [(5, 2), (1, 4)], ids=["within", "beyond"]
+)
+def test_r6_background_tasks_on_sigterm(
+    drill_project: Path,
+    smtp_sink: tuple[SmtpSink, int],
+    tmp_path: Path,
+    graceful_timeout: int,
+    task_seconds: float,
+) -> None:
+    env = drill_env(tmp_path, smtp_sink[1], None)
+    options = ("--timeout-graceful-shutdown", str(graceful_timeout))
+    api, base = start_api(drill_project, env, tmp_path / "api.log", *options)
+    jobs = job_ids(base, 20, seconds=task_seconds)
+    wait_for(lambda: all(drill_log(tmp_path)["start", job] for job in jobs), 30, "20 tasks running")
+    stopping = time.monotonic()
+    api.send(signal.SIGTERM)
+    api.popen.wait(timeout=60)
+    stopped_after = time.monotonic() - stopping
+
+    finished = sum(drill_log(tmp_path)["end", job] for job in jobs)
+    cancelled = len(api.events("task_cancelled"))
+    print(
+        f"\nR6 background: {task_seconds} s tasks, --timeout-graceful-shutdown {graceful_timeout}: "
+        f"{finished} of 20 finished, {20 - finished} lost ({cancelled} logged task_cancelled); "
+        f"uvicorn exited {stopped_after:.1f} s after SIGTERM"
+    )
+    if task_seconds < graceful_timeout:
+        assert finished == 20
+    else:
+        assert finished == 0
+        assert cancelled == 20, "a lost task must at least be logged"
