@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -119,6 +120,37 @@ def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
         yield sink_and_port
 
 
+@dataclass
+class ArqStack:
+    """The API and a worker of the arq drill project, on the drill's own Redis."""
+
+    project: Path
+    env: dict[str, str]
+    logs: Path
+    api: Process
+    base: str
+    worker: Process
+    processes: list[Process] = field(default_factory=list)
+
+    def start_worker(self, name: str, *options: str) -> Process:
+        worker = start_worker(self.project, self.env, self.logs / f"{name}.log", *options)
+        self.processes.append(worker)
+        return worker
+
+
+@pytest.fixture
+def arq_stack(
+    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+) -> Iterator[ArqStack]:
+    env = drill_env(tmp_path, smtp_sink[1], redis_server)
+    api, base = start_api(drill_project, env, tmp_path / "api.log")
+    worker = start_worker(drill_project, env, tmp_path / "worker.log")
+    stack = ArqStack(drill_project, env, tmp_path, api, base, worker, [api, worker])
+    yield stack
+    for process in stack.processes:
+        process.stop()
+
+
 def drill_env(tmp_path: Path, smtp_port: int, redis: RedisServer | None) -> dict[str, str]:
     extra = {"DRILL_LOG": str(tmp_path / "drill.log"), "ACME_SHOP_ADMIN_EMAIL": "admin@shop.test"}
     if redis is not None:
@@ -215,23 +247,17 @@ def ended(tmp_path: Path, jobs: list[str]) -> bool:
 
 @pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
 def test_r2_retries_then_success_and_one_final_failure(
-    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+    arq_stack: ArqStack, smtp_sink: tuple[SmtpSink, int], tmp_path: Path
 ) -> None:
-    sink, smtp_port = smtp_sink
-    env = drill_env(tmp_path, smtp_port, redis_server)
-    api, base = start_api(drill_project, env, tmp_path / "api.log")
-    worker = start_worker(drill_project, env, tmp_path / "worker.log")
-    try:
-        sink.defer_next = 2  # the server says "try later" twice: success on try 3
-        ada = httpx.post(f"{base}/register", json=user("ada"), timeout=10).json()["jobs"][0]
-        wait_for(lambda: sink.to("ada@example.com") == 1, 30, "ada's email")
-        sink.defer_next = 1000  # past every try
-        eve = httpx.post(f"{base}/register", json=user("eve"), timeout=10).json()["jobs"][0]
-        wait_for(lambda: httpx.get(f"{base}/jobs/{eve}").json()["status"] == "complete", 30, "eve")
-        eve_status = httpx.get(f"{base}/jobs/{eve}").json()
-    finally:
-        worker.stop()
-        api.stop()
+    sink, base, worker = smtp_sink[0], arq_stack.base, arq_stack.worker
+
+    sink.defer_next = 2  # the server says "try later" twice: success on try 3
+    ada = httpx.post(f"{base}/register", json=user("ada"), timeout=10).json()["jobs"][0]
+    wait_for(lambda: sink.to("ada@example.com") == 1, 30, "ada's email")
+    sink.defer_next = 1000  # past every try
+    eve = httpx.post(f"{base}/register", json=user("eve"), timeout=10).json()["jobs"][0]
+    wait_for(lambda: httpx.get(f"{base}/jobs/{eve}").json()["status"] == "complete", 30, "eve")
+    eve_status = httpx.get(f"{base}/jobs/{eve}").json()
 
     def outcomes(job: str) -> list[tuple[str, int]]:
         events = ("task_failed", "task_finished", "task_failed_permanently")
@@ -261,28 +287,17 @@ def user(name: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
-def test_r3_a_killed_worker_loses_no_job(
-    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
-) -> None:
-    env = drill_env(tmp_path, smtp_sink[1], redis_server)
-    api, base = start_api(drill_project, env, tmp_path / "api.log")
-    first = start_worker(drill_project, env, tmp_path / "worker-1.log")
-    second = None
-    try:
-        jobs = job_ids(base, 50, seconds=0.5)
-        wait_for(lambda: starts(tmp_path) >= 15, 30, "15 jobs started")
-        first.send(signal.SIGKILL)
-        first.popen.wait(timeout=10)
-        killed_at = time.monotonic()
-        at_kill = drill_log(tmp_path)
-        in_flight = [job for job in jobs if at_kill["start", job] and not at_kill["end", job]]
-        second = start_worker(drill_project, env, tmp_path / "worker-2.log")
-        wait_for(lambda: ended(tmp_path, jobs), JOB_TIMEOUT + 10 + 30, "all 50 jobs")
-        recovery = time.monotonic() - killed_at
-    finally:
-        if second:
-            second.stop()
-        api.stop()
+def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) -> None:
+    jobs = job_ids(arq_stack.base, 50, seconds=0.5)
+    wait_for(lambda: starts(tmp_path) >= 15, 30, "15 jobs started")
+    arq_stack.worker.send(signal.SIGKILL)
+    arq_stack.worker.popen.wait(timeout=10)
+    killed_at = time.monotonic()
+    at_kill = drill_log(tmp_path)
+    in_flight = [job for job in jobs if at_kill["start", job] and not at_kill["end", job]]
+    arq_stack.start_worker("worker-2")
+    wait_for(lambda: ended(tmp_path, jobs), JOB_TIMEOUT + 10 + 30, "all 50 jobs")
+    recovery = time.monotonic() - killed_at
 
     log = drill_log(tmp_path)
     executions = starts(tmp_path)
@@ -303,26 +318,15 @@ def test_r3_a_killed_worker_loses_no_job(
 
 
 @pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
-def test_r4_sigterm_lets_running_jobs_finish(
-    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
-) -> None:
-    env = drill_env(tmp_path, smtp_sink[1], redis_server)
-    api, base = start_api(drill_project, env, tmp_path / "api.log")
-    worker = start_worker(drill_project, env, tmp_path / "worker.log")
-    try:
-        jobs = job_ids(base, 10, seconds=2)
-        wait_for(
-            lambda: all(drill_log(tmp_path)["start", job] for job in jobs), 30, "10 jobs running"
-        )
-        stopping = time.monotonic()
-        worker.send(signal.SIGTERM)
-        exit_code = worker.popen.wait(timeout=60)
-        stopped_after = time.monotonic() - stopping
-        after_stop = drill_log(tmp_path)
-        burst = start_worker(drill_project, env, tmp_path / "burst.log", "--burst")
-        burst.popen.wait(timeout=60)
-    finally:
-        api.stop()
+def test_r4_sigterm_lets_running_jobs_finish(arq_stack: ArqStack, tmp_path: Path) -> None:
+    jobs = job_ids(arq_stack.base, 10, seconds=2)
+    wait_for(lambda: all(drill_log(tmp_path)["start", job] for job in jobs), 30, "10 running")
+    stopping = time.monotonic()
+    arq_stack.worker.send(signal.SIGTERM)
+    exit_code = arq_stack.worker.popen.wait(timeout=60)
+    stopped_after = time.monotonic() - stopping
+    after_stop = drill_log(tmp_path)
+    arq_stack.start_worker("burst", "--burst").popen.wait(timeout=60)
 
     finished = sum(after_stop["end", job] for job in jobs)
     reruns = sum(drill_log(tmp_path)["start", job] for job in jobs) - len(jobs)
@@ -339,31 +343,24 @@ def test_r4_sigterm_lets_running_jobs_finish(
 
 @pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
 def test_r5_redis_outage_gives_503s_and_everything_recovers(
-    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+    arq_stack: ArqStack, redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    env = drill_env(tmp_path, smtp_sink[1], redis_server)
-    api, base = start_api(drill_project, env, tmp_path / "api.log")
-    worker = start_worker(drill_project, env, tmp_path / "worker.log")
-    statuses: Counter[int] = Counter()
-    try:
-        before = job_ids(base, 20, seconds=1)
-        redis_server.stop()
-        outage_started = time.monotonic()
-        with httpx.Client(base_url=base, timeout=10) as client:
-            during = [client.post("/drill?seconds=0.1") for _ in range(10)]
-            health = client.get("/health")
-        time.sleep(max(0.0, 3 - (time.monotonic() - outage_started)))
-        redis_server.start()
-        outage = time.monotonic() - outage_started
-        wait_for(lambda: httpx.get(f"{base}/health").status_code == 200, 60, "health back")
-        after = job_ids(base, 5, seconds=0.1)
-        recovered = wait_for(lambda: ended(tmp_path, before + after), 120, "all jobs")
-        worker_alive = worker.popen.poll() is None
-    finally:
-        worker.stop()
-        api.stop()
+    base, api = arq_stack.base, arq_stack.api
+    before = job_ids(base, 20, seconds=1)
+    redis_server.stop()
+    outage_started = time.monotonic()
+    with httpx.Client(base_url=base, timeout=10) as client:
+        during = [client.post("/drill?seconds=0.1") for _ in range(10)]
+        health = client.get("/health")
+    time.sleep(max(0.0, 3 - (time.monotonic() - outage_started)))
+    redis_server.start()
+    outage = time.monotonic() - outage_started
+    wait_for(lambda: httpx.get(f"{base}/health").status_code == 200, 60, "health back")
+    after = job_ids(base, 5, seconds=0.1)
+    recovered = wait_for(lambda: ended(tmp_path, before + after), 120, "all jobs")
+    worker_alive = arq_stack.worker.popen.poll() is None
 
-    statuses.update(response.status_code for response in during)
+    statuses = Counter(response.status_code for response in during)
     server_errors = [
         line
         for line in api.events("request_finished")
