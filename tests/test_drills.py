@@ -310,7 +310,10 @@ def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) ->
     )
     assert all(log["end", job] >= 1 for job in jobs)
     assert in_flight, "the kill came too late to test anything"
-    assert duplicates == sorted(in_flight)  # at-least-once: only the interrupted jobs ran twice
+    # At-least-once: every interrupted job ran again, and no job ran more than twice. (A job
+    # that logged its end just before the kill, but was not yet acknowledged, may run again too.)
+    assert set(in_flight) <= set(duplicates)
+    assert max(log["start", job] for job in jobs) == 2
     assert recovery <= JOB_TIMEOUT + 10 + 2  # + arq's poll delay and the job's own 0.5 s
 
 
