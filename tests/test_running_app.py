@@ -14,7 +14,7 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from .redis_server import free_port, running_redis
+from .redis_server import free_port
 
 
 class SlowSink:
@@ -112,12 +112,6 @@ def wait_until_healthy(base: str, server: subprocess.Popen[str]) -> None:
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("uvicorn did not become healthy within 60 s")
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    with running_redis() as url:
-        yield url
 
 
 @pytest.mark.parametrize("variant", ["arq-examples-py3.11"], indirect=True)
