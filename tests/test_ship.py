@@ -133,6 +133,7 @@ def check_workflow(project: Path, task_backend: str) -> None:
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
     assert set(triggers) == {"push", "pull_request"}
     assert workflow["permissions"] == {"contents": "read"}
+    assert workflow["concurrency"]["group"] == "${{ github.workflow }}-${{ github.ref }}"
     uses = [line for line in text.splitlines() if "uses:" in line]
     assert uses
     for line in uses:
@@ -147,6 +148,7 @@ def check_workflow(project: Path, task_backend: str) -> None:
         assert any(gate in command for command in commands), gate
     test_job = workflow["jobs"]["test"]
     assert test_job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12", "3.13"]
+    assert test_job["name"] == "pytest (Python ${{ matrix.python-version }})"
     if task_backend == "arq":
         assert test_job["services"]["redis"]["image"].startswith("redis:")
         assert test_job["env"]["REDIS_URL"] == "redis://localhost:6379/0"
@@ -290,3 +292,14 @@ def start(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Pope
     return subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
+
+
+def test_images_and_ci_follow_the_lowest_python(tmp_path: Path) -> None:
+    project = render(tmp_path / "acme-shop", python_version="3.12")
+
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yml").read_text())
+    assert workflow["jobs"]["test"]["strategy"]["matrix"]["python-version"] == ["3.12", "3.13"]
+    for job in ("lint", "types"):
+        assert workflow["jobs"][job]["steps"][1]["with"]["python-version"] == "3.12"
+    images = [arguments for stage in stages(project / "Dockerfile") for _, arguments in stage[:1]]
+    assert images == ["python:3.12-slim-trixie AS build", "python:3.12-slim-trixie"]
