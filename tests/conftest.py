@@ -7,12 +7,14 @@ import re
 import subprocess
 import tomllib
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import copier
 import pytest
+
+from .redis_server import running_redis
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 
@@ -54,12 +56,17 @@ def render(dst: Path, src: Path = TEMPLATE, **data: Any) -> Path:
 
 
 def run(
-    project: Path, *command: str, timeout: float = 600, without: tuple[str, ...] = ()
+    project: Path,
+    *command: str,
+    timeout: float = 600,
+    without: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command in a rendered project; fail the test with its output if it fails.
 
-    `without`: environment variables to leave out."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", *without)}
+    `without`: environment variables to leave out; `env`: the whole environment instead."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", *without)}
     result = subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -150,6 +157,13 @@ def synced_project(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
     python = VARIANTS[variant]["python_version"]
     run(project, "uv", "sync", "--quiet", "--python", python)
     return project
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A Redis for the tests that run the app and its worker as processes."""
+    with running_redis() as url:
+        yield url
 
 
 def record(variant: str, check: str) -> None:

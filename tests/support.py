@@ -135,3 +135,16 @@ def start_api(project: Path, env: dict[str, str], log: Path, *options: str) -> t
 
     wait_for(answers, 60, "uvicorn answering")
     return api, base
+
+
+def wait_until_healthy(base: str, server: subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Wait for GET /health to answer 200, failing early if the server exits."""
+
+    def healthy() -> bool:
+        assert server.poll() is None, "the server exited before it was healthy"
+        try:
+            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    wait_for(healthy, timeout, "GET /health answering 200")

@@ -16,9 +16,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 COMMON = {
     ".copier-answers.yml",
+    ".dockerignore",
     ".env.example",
+    ".github/workflows/ci.yml",
     ".gitignore",
+    ".pre-commit-config.yaml",
+    "Dockerfile",
     "README.md",
+    "compose.yaml",
     "pyproject.toml",
     "src/acme_shop/api/events.py",
     "src/acme_shop/api/health.py",
@@ -49,7 +54,8 @@ EXAMPLES = {
     "tests/api/test_users.py",
     "tests/tasks/test_email.py",
 }
-JINJA_LEFTOVER = re.compile(r"\{\{-?\s*[A-Za-z_]|\{%-?\s*\w|\{#")
+# `${{ ... }}` is a GitHub Actions expression, meant to be left.
+JINJA_LEFTOVER = re.compile(r"(?<!\$)\{\{-?\s*[A-Za-z_]|\{%-?\s*\w|\{#")
 
 
 def files(project: Path) -> set[str]:

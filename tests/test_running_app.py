@@ -6,7 +6,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .redis_server import running_redis
 from .support import Process, SmtpSink, app_environment, running_smtp_sink, start_api, wait_for
 
 REGISTRATION = {"email": "ada@example.com", "name": "Ada", "password": "correct horse"}
@@ -16,12 +15,6 @@ REGISTRATION = {"email": "ada@example.com", "name": "Ada", "password": "correct 
 def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
     with running_smtp_sink() as sink_and_port:
         yield sink_and_port
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    with running_redis() as url:
-        yield url
 
 
 @pytest.mark.parametrize("variant", ["background-examples-py3.11"], indirect=True)
