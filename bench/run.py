@@ -200,7 +200,7 @@ def render(dst: Path, **answers: Any) -> Path:
 def prepare(workdir: Path, backend: str) -> Path:
     """A rendered project with the bench apps in it, its environment synced."""
     project = render(workdir / backend / "acme-shop", task_backend=backend)
-    for name in ("bench_apps.py", "bench_worker.py"):
+    for name in ("bench_apps.py", "bench_worker.py", "bench_enqueue.py"):
         shutil.copy(BENCH / "project" / name, project / name)
     subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=project_env(), check=True)
     return project
@@ -217,15 +217,17 @@ def measure_endpoints(
         "bare FastAPI": (projects["background"], "bare"),
         "generated, background backend": (projects["background"], "generated"),
         "raw arq enqueue_job": (projects["arq"], "raw_arq"),
+        "generated QueueRedis.enqueue_job": (projects["arq"], "fast_enqueue"),
         "generated, arq backend": (projects["arq"], "generated"),
     }
     with (
         serve(*servers["bare FastAPI"], env, logs / "bare.log") as bare,
         serve(*servers["generated, background backend"], env, logs / "bg.log") as background,
         serve(*servers["raw arq enqueue_job"], env, logs / "raw-arq.log") as raw_arq,
+        serve(*servers["generated QueueRedis.enqueue_job"], env, logs / "fast.log") as fast,
         serve(*servers["generated, arq backend"], env, logs / "arq.log") as arq,
     ):
-        bases = dict(zip(servers, (bare, background, raw_arq, arq), strict=True))
+        bases = dict(zip(servers, (bare, background, raw_arq, fast, arq), strict=True))
         return alternate(
             args.rounds,
             {
@@ -294,6 +296,32 @@ def measure_worker(
     )
 
 
+def measure_enqueue(
+    project: Path, env: dict[str, str], logs: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Enqueues per second without HTTP: 64 concurrent callers on one client."""
+
+    def enqueue(kind: str) -> dict[str, float]:
+        result_file = logs / f"enqueue-{kind}.json"
+        command = ["uv", "run", "--no-sync", "python", "bench_enqueue.py", kind]
+        subprocess.run(
+            [*command, str(args.seconds), str(result_file)],
+            cwd=project,
+            env=env,
+            check=True,
+            timeout=120,
+        )
+        return {"jobs_per_s": json.loads(result_file.read_text())["jobs_per_s"]}
+
+    return alternate(
+        args.rounds,
+        {
+            "arq ArqRedis.enqueue_job": lambda: enqueue("arq"),
+            "generated QueueRedis.enqueue_job": lambda: enqueue("generated"),
+        },
+    )
+
+
 def measure_copier(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """`copier copy --defaults` (the CLI, and `run_copy` in process); copy -> sync -> tests."""
     cli, in_process = [], []
@@ -353,7 +381,7 @@ def table(results: dict[str, Any]) -> str:
     lines.append("| endpoint | req/s | p50 ms | p99 ms | vs bare | vs raw arq |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, m in endpoints.items():
-        vs_raw = f"{m['rps'] / raw:.2f}x" if "arq" in name else ""
+        vs_raw = f"{m['rps'] / raw:.2f}x" if "arq" in name or "Queue" in name else ""
         lines.append(
             f"| {name} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['rps'] / bare:.2f}x | {vs_raw} |"
@@ -364,6 +392,14 @@ def table(results: dict[str, Any]) -> str:
     lines.append("| --- | ---: | ---: | ---: |")
     for name, m in results["slow_tasks"].items():
         lines.append(f"| {name} | {m['rps']:.1f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
+    lines.append("")
+    enqueue = results["enqueue"]
+    raw_enqueue = enqueue["arq ArqRedis.enqueue_job"]["jobs_per_s"]
+    lines.append("Enqueue without HTTP: 64 concurrent callers, one client")
+    lines.append("| enqueue | jobs/s | vs arq |")
+    lines.append("| --- | ---: | ---: |")
+    for name, m in enqueue.items():
+        lines.append(f"| {name} | {m['jobs_per_s']:.0f} | {m['jobs_per_s'] / raw_enqueue:.2f}x |")
     lines.append("")
     worker = results["worker"]
     raw_worker = worker["raw arq Worker"]["jobs_per_s"]
@@ -422,6 +458,8 @@ def main() -> None:
             results["endpoints"] = measure_endpoints(projects, env, logs, args)
             print("2-second tasks...", flush=True)
             results["slow_tasks"] = measure_slow_tasks(projects, env, logs, args)
+            print("enqueue...", flush=True)
+            results["enqueue"] = measure_enqueue(projects["arq"], env, logs, args)
             print("worker...", flush=True)
             results["worker"] = measure_worker(projects["arq"], env, logs, args)
         print("copier...", flush=True)

@@ -3,13 +3,15 @@
 `uvicorn bench_apps:<name> --factory` with <name>:
 - bare: a FastAPI app with one endpoint that returns a small JSON object;
 - raw_arq: the same endpoint calling arq's own `ArqRedis.enqueue_job`;
+- fast_enqueue: the same endpoint calling the generated `QueueRedis.enqueue_job`
+  (arq backend only): the enqueue alone, without the generated app around it;
 - generated: the generated app (`create_app`) plus a router whose endpoints take
   `TasksDep` and `LoggerDep`, enqueue a no-op (or a 2-second) task and log.
 """
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -67,13 +69,31 @@ def bare() -> FastAPI:
 
 
 def raw_arq() -> FastAPI:
-    from arq.connections import ArqRedis, RedisSettings, create_pool  # arq projects only
+    from arq.connections import RedisSettings, create_pool  # arq projects only
+
+    return enqueue_app(
+        lambda: create_pool(RedisSettings.from_dsn(os.environ["ACME_SHOP_REDIS_URL"]))
+    )
+
+
+def fast_enqueue() -> FastAPI:
+    from acme_shop.settings import Settings
+    from acme_shop.tasks.queue import connect_redis
+
+    async def connect() -> Any:
+        return connect_redis(Settings())
+
+    return enqueue_app(connect)
+
+
+def enqueue_app(connect: Callable[[], Awaitable[Any]]) -> FastAPI:
+    from arq.connections import ArqRedis
 
     queue_name = os.environ["ACME_SHOP_QUEUE_NAME"]
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        redis = await create_pool(RedisSettings.from_dsn(os.environ["ACME_SHOP_REDIS_URL"]))
+        redis = await connect()
         yield {"redis": redis}
         await redis.aclose()
 
