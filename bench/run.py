@@ -254,6 +254,7 @@ def measure_slow_tasks(
     with (
         serve(project, "bare", env, logs / "bare-sleep.log") as bare,
         serve(project, "generated", env, logs / "bg-sleep.log") as background,
+        serve(project, "generated_gc_off", env, logs / "bg-gc-off.log") as gc_off,
     ):
         contenders = {}
         for close in (False, True):
@@ -265,6 +266,10 @@ def measure_slow_tasks(
         # The same generated endpoint with a no-op task: what the 2 s tasks add.
         contenders["generated, background, no-op task (keep-alive)"] = lambda: wrk(
             f"{background}/noop", seconds=seconds, connections=16
+        )
+        # A diagnostic: each pending task keeps its request alive, and the collector scans them.
+        contenders["generated, background, garbage collector off (keep-alive)"] = lambda: wrk(
+            f"{gc_off}/sleep", seconds=seconds, connections=16
         )
         return alternate(args.rounds, contenders)
 

@@ -10,6 +10,7 @@
 """
 
 import asyncio
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -52,6 +53,12 @@ def generated() -> FastAPI:
     app = create_app()
     app.include_router(router)
     return app
+
+
+def generated_gc_off() -> FastAPI:
+    """A diagnostic: the generated app with Python's cyclic garbage collector off."""
+    gc.disable()
+    return generated()
 
 
 def bare() -> FastAPI:
