@@ -330,6 +330,7 @@ def measure_enqueue(
         args.rounds,
         {
             "arq ArqRedis.enqueue_job": lambda: enqueue("arq"),
+            "one script per job, not coalesced": lambda: enqueue("script"),
             "generated QueueRedis.enqueue_job": lambda: enqueue("generated"),
         },
     )
