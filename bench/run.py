@@ -1,4 +1,4 @@
-"""What the template costs: `uv run python bench/run.py` (about 4 minutes).
+"""What the template costs: `uv run python bench/run.py` (about 6 minutes).
 
 Renders the projects it needs, starts real processes on 127.0.0.1 (uvicorn,
 arq workers, a redis-server on its own port), measures, prints a table and
