@@ -98,7 +98,7 @@ def get_request_id(request: Request) -> str:
     return request_id
 
 
-def get_logger(request: Request) -> FilteringBoundLogger:
+async def get_logger(request: Request) -> FilteringBoundLogger:
     """A logger bound to the request's id and route, for use in a route."""
     route = request.scope.get("route")
     log: FilteringBoundLogger = structlog.get_logger()
