@@ -1,4 +1,4 @@
-"""What the template costs: `uv run python bench/run.py` (about 6 minutes).
+"""What the template costs: `uv run python -m bench.run` (about 6 minutes).
 
 Renders the projects it needs, starts real processes on 127.0.0.1 (uvicorn,
 arq workers, a redis-server on its own port), measures, prints a table and
@@ -16,7 +16,6 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,8 @@ from typing import Any
 
 import copier
 import httpx
-import redis
+
+from tests.redis_server import free_port, own_redis
 
 TEMPLATE = Path(__file__).resolve().parent.parent
 BENCH = TEMPLATE / "bench"
@@ -42,41 +42,6 @@ CONNECTIONS = 32
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@contextmanager
-def own_redis(workdir: Path) -> Iterator[str]:
-    """A redis-server on a free port of 127.0.0.1, only for this run."""
-    executable = shutil.which("redis-server") or install("redis-server", "redis-server")
-    port = free_port()
-    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    server = subprocess.Popen(
-        [executable, *options, "--dir", str(workdir)], stdout=subprocess.DEVNULL
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert server.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-                time.sleep(0.05)
-        yield url
-    finally:
-        client.close()
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def install(command: str, package: str) -> str:
@@ -389,6 +354,18 @@ def measure_copier(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
 # --- the table ------------------------------------------------------------------------------
 
 
+def jobs_table(
+    title: str, columns: tuple[str, str], measured: dict[str, Any], *, baseline: str
+) -> list[str]:
+    """A jobs/s table, each row also as a ratio to the `baseline` row."""
+    reference = measured[baseline]["jobs_per_s"]
+    rows = [
+        f"| {name} | {m['jobs_per_s']:.0f} | {m['jobs_per_s'] / reference:.2f}x |"
+        for name, m in measured.items()
+    ]
+    return [title, f"| {columns[0]} | jobs/s | {columns[1]} |", "| --- | ---: | ---: |", *rows, ""]
+
+
 def table(results: dict[str, Any]) -> str:
     lines = []
     endpoints = results["endpoints"]
@@ -410,22 +387,18 @@ def table(results: dict[str, Any]) -> str:
     for name, m in results["slow_tasks"].items():
         lines.append(f"| {name} | {m['rps']:.1f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
     lines.append("")
-    enqueue = results["enqueue"]
-    raw_enqueue = enqueue["arq ArqRedis.enqueue_job"]["jobs_per_s"]
-    lines.append("Enqueue without HTTP: 64 concurrent callers, one client")
-    lines.append("| enqueue | jobs/s | vs arq |")
-    lines.append("| --- | ---: | ---: |")
-    for name, m in enqueue.items():
-        lines.append(f"| {name} | {m['jobs_per_s']:.0f} | {m['jobs_per_s'] / raw_enqueue:.2f}x |")
-    lines.append("")
-    worker = results["worker"]
-    raw_worker = worker["raw arq Worker"]["jobs_per_s"]
-    lines.append(f"Worker: {results['jobs']} no-op jobs, burst, max_jobs 10, JSON logs")
-    lines.append("| worker | jobs/s | vs raw arq |")
-    lines.append("| --- | ---: | ---: |")
-    for name, m in worker.items():
-        lines.append(f"| {name} | {m['jobs_per_s']:.0f} | {m['jobs_per_s'] / raw_worker:.2f}x |")
-    lines.append("")
+    lines += jobs_table(
+        "Enqueue without HTTP: 64 concurrent callers, one client",
+        ("enqueue", "vs arq"),
+        results["enqueue"],
+        baseline="arq ArqRedis.enqueue_job",
+    )
+    lines += jobs_table(
+        f"Worker: {results['jobs']} no-op jobs, burst, max_jobs 10, JSON logs",
+        ("worker", "vs raw arq"),
+        results["worker"],
+        baseline="raw arq Worker",
+    )
     c = results["copier"]
     steps = c["copy, sync, tests green"]
     lines.append("| copier | seconds |")
@@ -455,7 +428,9 @@ def main() -> None:
         workdir = Path(tmp)
         logs = workdir / "logs"
         logs.mkdir()
-        with own_redis(workdir) as redis_url:
+        if not shutil.which("redis-server"):
+            install("redis-server", "redis-server")
+        with own_redis() as redis_url:
             print("rendering and syncing the projects...", flush=True)
             projects = {backend: prepare(workdir, backend) for backend in ("background", "arq")}
             env = project_env(

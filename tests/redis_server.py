@@ -1,4 +1,4 @@
-"""A Redis for the template's tests: `REDIS_URL` when it answers, else a throwaway server."""
+"""A Redis for the template's tests and benchmarks: one way to start a throwaway server."""
 
 import os
 import shutil
@@ -8,6 +8,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import redis
 
@@ -29,29 +30,46 @@ def free_port() -> int:
         return port
 
 
+def start_redis_server(
+    workdir: Path, port: int, *, persist: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start redis-server on 127.0.0.1:`port` with its files in `workdir`; return once it
+    answers. `persist`: write every change to an append-only file, so a restart keeps it."""
+    executable = shutil.which("redis-server")
+    if executable is None:
+        raise RuntimeError("Set REDIS_URL to a running Redis, or install redis-server.")
+    options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)]
+    options += (
+        ["--appendonly", "yes", "--appendfsync", "always"] if persist else ["--appendonly", "no"]
+    )
+    server = subprocess.Popen([executable, *options], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not answers(f"redis://127.0.0.1:{port}/0"):
+        assert server.poll() is None, "redis-server exited"
+        assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
+        time.sleep(0.05)
+    return server
+
+
+@contextmanager
+def own_redis() -> Iterator[str]:
+    """The URL of a redis-server on a free port, for this run only."""
+    port = free_port()
+    with tempfile.TemporaryDirectory() as workdir:
+        server = start_redis_server(Path(workdir), port)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
 @contextmanager
 def running_redis() -> Iterator[str]:
+    """`REDIS_URL` when it answers, else a throwaway server."""
     url = os.environ.get("REDIS_URL")
     if url and answers(url):
         yield url
         return
-    executable = shutil.which("redis-server")
-    if executable is None:
-        raise RuntimeError("Set REDIS_URL to a running Redis, or install redis-server.")
-    port = free_port()
-    with tempfile.TemporaryDirectory() as workdir:
-        options = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        server = subprocess.Popen(
-            [executable, *options, "--dir", workdir], stdout=subprocess.DEVNULL
-        )
-        url = f"redis://127.0.0.1:{port}/0"
-        try:
-            deadline = time.monotonic() + 10
-            while not answers(url):
-                assert server.poll() is None, "redis-server exited"
-                assert time.monotonic() < deadline, "redis-server did not answer within 10 s"
-                time.sleep(0.05)
-            yield url
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
+    with own_redis() as url:
+        yield url

@@ -4,7 +4,6 @@ Each drill serves a rendered project with uvicorn (and arq workers) on loopback,
 counts outcomes, prints its figures and asserts that nothing is lost.
 """
 
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from .conftest import render, run
-from .redis_server import answers, free_port
+from .redis_server import free_port, start_redis_server
 from .support import Process, SmtpSink, app_environment, running_smtp_sink, start_api, wait_for
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -91,12 +90,7 @@ class RedisServer:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        executable = shutil.which("redis-server")
-        assert executable, "the drills need redis-server"
-        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        options += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)]
-        self.process = subprocess.Popen([executable, *options], stdout=subprocess.DEVNULL)
-        wait_for(lambda: answers(self.url), 10, "redis-server answering")
+        self.process = start_redis_server(self.workdir, self.port, persist=True)
 
     def stop(self) -> None:
         assert self.process is not None
