@@ -16,7 +16,8 @@ from structlog.typing import FilteringBoundLogger
 from .logging import get_logger
 from .resources import Resources, get_resources
 from .settings import Settings, get_settings
-from .tasks.queue import TaskQueue, get_task_queue
+from .tasks.queue import get_task_queue
+from .tasks.runtime import TaskQueue
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ResourcesDep = Annotated[Resources, Depends(get_resources)]

@@ -16,7 +16,8 @@ from .api import api_router
 from .logging import RequestIdMiddleware, configure_logging
 from .resources import open_resources
 from .settings import Settings
-from .tasks.queue import QueueUnavailableError, open_task_backend
+from .tasks.queue import open_task_backend
+from .tasks.runtime import QueueUnavailableError
 
 
 def create_app(

@@ -1,5 +1,5 @@
 """How a task runs: what it receives, how it is retried, and the one place
-where its errors are handled.
+where its errors are handled; and `TaskQueue`, how routes schedule one.
 
 A task is a plain `async def name(ctx: TaskContext, *args) -> None` under the
 `@task()` decorator. Its arguments are plain data (ids, emails): it runs after
@@ -10,7 +10,7 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, Literal, ParamSpec
+from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol
 
 import anyio
 import structlog
@@ -71,6 +71,18 @@ def task(
         return Task(function, retry_on, tries)
 
     return declare
+
+
+class QueueUnavailableError(Exception):
+    """The task backend cannot take work now; the app answers 503."""
+
+
+class TaskQueue(Protocol):
+    """How routes schedule tasks; `tasks/queue.py` implements it for the chosen backend."""
+
+    async def enqueue(self, task: Task[P], /, *args: P.args, **kwargs: P.kwargs) -> str:
+        """Schedule `task(ctx, *args, **kwargs)` and return its job id."""
+        ...
 
 
 @dataclass(frozen=True)
