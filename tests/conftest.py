@@ -14,6 +14,7 @@ from typing import Any
 import copier
 import pytest
 
+from .postgres_server import running_postgres
 from .redis_server import running_redis
 
 TEMPLATE = Path(__file__).resolve().parent.parent
@@ -31,17 +32,20 @@ PYTHONS = [version for version in ("3.11", "3.12", "3.13") if python_available(v
 
 # Every combination of the template's choice and bool questions, on each Python found.
 VARIANTS: dict[str, dict[str, Any]] = {
-    f"{backend}-{'examples' if examples else 'minimal'}-py{python}": {
+    f"{backend}-{'examples' if examples else 'minimal'}-{database}-py{python}": {
         "task_backend": backend,
         "include_examples": examples,
+        "database": database,
         "python_version": python,
     }
-    for backend, examples, python in itertools.product(
-        ("background", "arq"), (True, False), PYTHONS
+    for backend, examples, database, python in itertools.product(
+        ("background", "arq"), (True, False), ("sqlite", "postgresql"), PYTHONS
     )
 }
-# The variant run without REDIS_URL, so that its fixture starts a redis-server itself.
-OWN_REDIS_VARIANT = "arq-minimal-py3.11"
+# Variants whose generated tests run without REDIS_URL or TEST_DATABASE_URL, so that
+# their fixtures start a redis-server or a PostgreSQL server themselves.
+OWN_REDIS_VARIANT = "arq-minimal-sqlite-py3.11"
+OWN_POSTGRES_VARIANT = "background-minimal-postgresql-py3.11"
 MATRIX_REPORT: dict[str, list[str]] = {}
 
 
@@ -60,13 +64,16 @@ def run(
     *command: str,
     timeout: float = 600,
     without: tuple[str, ...] = (),
+    extra: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run a command in a rendered project; fail the test with its output if it fails.
 
-    `without`: environment variables to leave out; `env`: the whole environment instead."""
+    `without`: environment variables to leave out; `extra`: variables to add;
+    `env`: the whole environment instead."""
     if env is None:
         env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", *without)}
+        env |= extra or {}
     result = subprocess.run(
         command, cwd=project, env=env, capture_output=True, text=True, timeout=timeout
     )
@@ -77,15 +84,19 @@ def run(
     return result
 
 
-def run_gates(project: Path, *, without: tuple[str, ...] = ()) -> str:
-    """uv sync, ruff check, ruff format --check, mypy and the generated tests; their summary."""
+def run_gates(
+    project: Path, *, without: tuple[str, ...] = (), extra: dict[str, str] | None = None
+) -> str:
+    """uv sync, ruff check, ruff format --check, mypy and the generated tests; their summary.
+
+    `extra`: environment for the generated tests (TEST_DATABASE_URL for PostgreSQL)."""
     python = tomllib.loads((project / "pyproject.toml").read_text())["project"]["requires-python"]
     run(project, "uv", "sync", "--quiet", "--python", python.removeprefix(">="))
     run(project, "uv", "run", "--no-sync", "ruff", "check", ".")
     run(project, "uv", "run", "--no-sync", "ruff", "format", "--check", ".")
     run(project, "uv", "run", "--no-sync", "mypy")
     pytest = ("uv", "run", "--no-sync", "pytest", "-q", "-p", "no:cacheprovider")
-    tests = run(project, *pytest, without=without)
+    tests = run(project, *pytest, without=without, extra=extra)
     return tests.stdout.strip().splitlines()[-1]
 
 
@@ -93,7 +104,7 @@ def run_gates(project: Path, *, without: tuple[str, ...] = ()) -> str:
 
 JINJA_LEFTOVER = re.compile(
     r"\{\{-?\s*(project_|package_|description|author_|python_version|task_backend"
-    r"|include_examples|_copier)|\{%-?\s*(if|elif|else|endif|for|endfor|raw|endraw|set)\b|\{#"
+    r"|include_examples|database|_copier)|\{%-?\s*(if|elif|else|endif|for|endfor|raw|endraw|set)\b|\{#"
 )
 WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
 WINDOWS_INVALID = re.compile(r'[<>:"\\|?*\x00-\x1f]|[. ]$')
@@ -163,6 +174,13 @@ def synced_project(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def redis_url() -> Iterator[str]:
     """A Redis for the tests that run the app and its worker as processes."""
     with running_redis() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server the rendered projects' tests may create databases on."""
+    with running_postgres() as url:
         yield url
 
 

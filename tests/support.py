@@ -4,17 +4,21 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 from aiosmtpd.controller import Controller
 
+from .postgres_server import create_database
 from .redis_server import free_port
 
 
@@ -93,18 +97,45 @@ class Process:
         return self.popen.wait(timeout=timeout)
 
 
-def app_environment(tmp_path: Path, smtp_port: int, **extra: str) -> dict[str, str]:
-    """The environment of a rendered acme_shop: JSON logs, SQLite in tmp_path, SMTP sink."""
+def app_environment(
+    tmp_path: Path, smtp_port: int, database_url: str | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of a rendered acme_shop: JSON logs, the database (default: SQLite
+    in tmp_path), the SMTP sink."""
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     return env | {
         "ACME_SHOP_LOG_FORMAT": "json",
-        "ACME_SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
+        "ACME_SHOP_DATABASE_URL": database_url or f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",
         "ACME_SHOP_EMAIL_BACKEND": "smtp",
         "ACME_SHOP_SMTP_HOST": "127.0.0.1",
         "ACME_SHOP_SMTP_PORT": str(smtp_port),
         "ACME_SHOP_TASK_RETRY_BACKOFF_SECONDS": "0.05",
         **extra,
     }
+
+
+def new_database(database: str, tmp_path: Path, postgres_url: str | None) -> str:
+    """The URL of an empty database of kind `database` for one test."""
+    if database == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"
+    assert postgres_url is not None
+    return create_database(postgres_url, f"test_{uuid.uuid4().hex}")
+
+
+def migrate(project: Path, env: dict[str, str]) -> None:
+    """`acme_shop migrate`, as a deploy runs it before starting the processes."""
+    command = [str(project / ".venv/bin/acme_shop"), "migrate"]
+    done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, f"migrate failed:\n{done.stdout}\n{done.stderr}"
+
+
+def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of `sql`, read from the app's database (SQLite or PostgreSQL)."""
+    if database_url.startswith("sqlite"):
+        with closing(sqlite3.connect(database_url.split(":///", 1)[1])) as connection:
+            return connection.execute(sql).fetchall()
+    with psycopg.connect(database_url.replace("+asyncpg", "", 1)) as connection:
+        return connection.execute(sql).fetchall()  # type: ignore[arg-type]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:

@@ -5,7 +5,6 @@ counts outcomes, prints its figures and asserts that nothing is lost.
 """
 
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import time
@@ -19,7 +18,17 @@ import pytest
 
 from .conftest import render, run
 from .redis_server import free_port, start_redis_server
-from .support import Process, SmtpSink, app_environment, running_smtp_sink, start_api, wait_for
+from .support import (
+    Process,
+    SmtpSink,
+    app_environment,
+    migrate,
+    new_database,
+    query,
+    running_smtp_sink,
+    start_api,
+    wait_for,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -58,10 +67,20 @@ ORDER = {"email": "bob@example.com", "sku": "MUG-1", "quantity": 2}
 JOB_TIMEOUT = 60  # WorkerSettings.job_timeout in the generated worker.py
 
 
-@pytest.fixture(scope="module", params=["background", "arq"])
+# Each drill project is a (task backend, database) pair.
+BOTH_DATABASES = ["arq-sqlite", "arq-postgresql"]
+
+
+@pytest.fixture(
+    scope="module",
+    params=["background-sqlite", "arq-sqlite", "background-postgresql", "arq-postgresql"],
+)
 def drill_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    backend, database = request.param.split("-")
     project = render(
-        tmp_path_factory.mktemp(f"drill-{request.param}") / "acme-shop", task_backend=request.param
+        tmp_path_factory.mktemp(f"drill-{request.param}") / "acme-shop",
+        task_backend=backend,
+        database=database,
     )
     package = project / "src/acme_shop"
     (package / "tasks/drill.py").write_text(DRILL_TASK)
@@ -79,6 +98,18 @@ def drill_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
 
 def backend_of(project: Path) -> str:
     return "arq" if (project / "src/acme_shop/worker.py").exists() else "background"
+
+
+def database_of(project: Path) -> str:
+    return "postgresql" if "asyncpg" in (project / "pyproject.toml").read_text() else "sqlite"
+
+
+@pytest.fixture
+def database_url(drill_project: Path, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of the drill project's kind, for this drill."""
+    database = database_of(drill_project)
+    postgres = request.getfixturevalue("postgres_url") if database == "postgresql" else None
+    return new_database(database, tmp_path, postgres)
 
 
 class RedisServer:
@@ -134,9 +165,14 @@ class ArqStack:
 
 @pytest.fixture
 def arq_stack(
-    drill_project: Path, smtp_sink: tuple[SmtpSink, int], redis_server: RedisServer, tmp_path: Path
+    drill_project: Path,
+    smtp_sink: tuple[SmtpSink, int],
+    redis_server: RedisServer,
+    database_url: str,
+    tmp_path: Path,
 ) -> Iterator[ArqStack]:
-    env = drill_env(tmp_path, smtp_sink[1], redis_server)
+    env = drill_env(tmp_path, smtp_sink[1], redis_server, database_url)
+    migrate(drill_project, env)
     api, base = start_api(drill_project, env, tmp_path / "api.log")
     worker = start_worker(drill_project, env, tmp_path / "worker.log")
     stack = ArqStack(drill_project, env, tmp_path, api, base, worker, [api, worker])
@@ -145,12 +181,14 @@ def arq_stack(
         process.stop()
 
 
-def drill_env(tmp_path: Path, smtp_port: int, redis: RedisServer | None) -> dict[str, str]:
+def drill_env(
+    tmp_path: Path, smtp_port: int, redis: RedisServer | None, database_url: str
+) -> dict[str, str]:
     extra = {"DRILL_LOG": str(tmp_path / "drill.log"), "ACME_SHOP_ADMIN_EMAIL": "admin@shop.test"}
     if redis is not None:
         extra |= {"ACME_SHOP_REDIS_URL": redis.url, "ACME_SHOP_QUEUE_NAME": "drill"}
     (tmp_path / "drill.log").touch()
-    return app_environment(tmp_path, smtp_port, **extra)
+    return app_environment(tmp_path, smtp_port, database_url, **extra)
 
 
 def drill_log(tmp_path: Path) -> Counter[tuple[str, str]]:
@@ -167,7 +205,7 @@ def start_worker(project: Path, env: dict[str, str], log: Path, *options: str) -
 
 
 def test_r1_every_failure_is_logged_with_its_request_and_later_tasks_still_run(
-    drill_project: Path, smtp_sink: tuple[SmtpSink, int], tmp_path: Path
+    drill_project: Path, smtp_sink: tuple[SmtpSink, int], database_url: str, tmp_path: Path
 ) -> None:
     sink, smtp_port = smtp_sink
     sink.refused.add(ORDER["email"])  # send_order_confirmation, the first of three, fails
@@ -176,7 +214,8 @@ def test_r1_every_failure_is_logged_with_its_request_and_later_tasks_still_run(
         redis = RedisServer(Path(redis_dir)) if backend == "arq" else None
         if redis:
             redis.start()
-        env = drill_env(tmp_path, smtp_port, redis)
+        env = drill_env(tmp_path, smtp_port, redis, database_url)
+        migrate(drill_project, env)
         api, base = start_api(drill_project, env, tmp_path / "api.log")
         worker = start_worker(drill_project, env, tmp_path / "worker.log") if redis else None
         task_logs = worker or api
@@ -200,15 +239,11 @@ def test_r1_every_failure_is_logged_with_its_request_and_later_tasks_still_run(
                 redis.stop()
 
     failed = task_logs.events("task_failed")
-    database = sqlite3.connect(tmp_path / "app.db")
-    reserved = database.execute("SELECT reserved FROM stock_levels WHERE sku = 'MUG-1'").fetchone()[
-        0
-    ]
-    recorded = database.execute("SELECT COUNT(DISTINCT request_id) FROM task_failures").fetchone()[
-        0
-    ]
+    [(reserved,)] = query(database_url, "SELECT reserved FROM stock_levels WHERE sku = 'MUG-1'")
+    [(recorded,)] = query(database_url, "SELECT COUNT(DISTINCT request_id) FROM task_failures")
     print(
-        f"\nR1 {backend}: {statuses[201]} orders answered 201; task_failed lines: {len(failed)}, "
+        f"\nR1 {backend}, {database_of(drill_project)}: {statuses[201]} orders answered 201; "
+        f"task_failed lines: {len(failed)}, "
         f"distinct request ids: {len({line['request_id'] for line in failed})}; "
         f"failures recorded: {recorded}; admin emails: {len(sink.accepted)}; reserved: {reserved}"
     )
@@ -239,9 +274,9 @@ def ended(tmp_path: Path, jobs: list[str]) -> bool:
 # --- R2 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+@pytest.mark.parametrize("drill_project", BOTH_DATABASES, indirect=True)
 def test_r2_retries_then_success_and_one_final_failure(
-    arq_stack: ArqStack, smtp_sink: tuple[SmtpSink, int], tmp_path: Path
+    arq_stack: ArqStack, smtp_sink: tuple[SmtpSink, int], database_url: str
 ) -> None:
     sink, base, worker = smtp_sink[0], arq_stack.base, arq_stack.worker
 
@@ -262,9 +297,11 @@ def test_r2_retries_then_success_and_one_final_failure(
             if x.get("job_id") == job and x["event"] in events
         ]
 
-    database = sqlite3.connect(tmp_path / "app.db")
-    recorded = database.execute("SELECT job_id, attempt FROM task_failures").fetchall()
-    print(f"\nR2 arq: ada {outcomes(ada)}; eve {outcomes(eve)}; recorded {recorded}")
+    recorded = query(database_url, "SELECT job_id, attempt FROM task_failures")
+    print(
+        f"\nR2 arq, {database_of(arq_stack.project)}: ada {outcomes(ada)}; eve {outcomes(eve)}; "
+        f"recorded {recorded}"
+    )
     assert outcomes(ada) == [("task_failed", 1), ("task_failed", 2), ("task_finished", 3)]
     assert outcomes(eve) == [("task_failed", n) for n in (1, 2, 3, 4)] + [
         ("task_failed_permanently", 4)
@@ -280,7 +317,7 @@ def user(name: str) -> dict[str, str]:
 # --- R3 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+@pytest.mark.parametrize("drill_project", BOTH_DATABASES, indirect=True)
 def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) -> None:
     jobs = job_ids(arq_stack.base, 50, seconds=0.5)
     wait_for(lambda: starts(tmp_path) >= 15, 30, "15 jobs started")
@@ -297,7 +334,8 @@ def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) ->
     executions = starts(tmp_path)
     duplicates = sorted(job for job in jobs if log["start", job] > 1)
     print(
-        f"\nR3 arq: 50 jobs, worker SIGKILLed with {len(in_flight)} in flight; "
+        f"\nR3 arq, {database_of(arq_stack.project)}: 50 jobs, "
+        f"worker SIGKILLed with {len(in_flight)} in flight; "
         f"{executions} executions, {len(duplicates)} jobs ran twice; "
         f"all complete {recovery:.1f} s after the kill "
         f"(bound: job_timeout + 10 = {JOB_TIMEOUT + 10} s)"
@@ -314,7 +352,7 @@ def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) ->
 # --- R4 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+@pytest.mark.parametrize("drill_project", BOTH_DATABASES, indirect=True)
 def test_r4_sigterm_lets_running_jobs_finish(arq_stack: ArqStack, tmp_path: Path) -> None:
     jobs = job_ids(arq_stack.base, 10, seconds=2)
     wait_for(lambda: all(drill_log(tmp_path)["start", job] for job in jobs), 30, "10 running")
@@ -328,7 +366,8 @@ def test_r4_sigterm_lets_running_jobs_finish(arq_stack: ArqStack, tmp_path: Path
     finished = sum(after_stop["end", job] for job in jobs)
     reruns = sum(drill_log(tmp_path)["start", job] for job in jobs) - len(jobs)
     print(
-        f"\nR4 arq: SIGTERM with 10 jobs running: {finished} finished, worker exited "
+        f"\nR4 arq, {database_of(arq_stack.project)}: SIGTERM with 10 jobs running: "
+        f"{finished} finished, worker exited "
         f"{stopped_after:.1f} s later (code {exit_code}); re-runs afterwards: {reruns}"
     )
     assert finished == 10
@@ -338,7 +377,7 @@ def test_r4_sigterm_lets_running_jobs_finish(arq_stack: ArqStack, tmp_path: Path
 # --- R5 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("drill_project", ["arq"], indirect=True)
+@pytest.mark.parametrize("drill_project", BOTH_DATABASES, indirect=True)
 def test_r5_redis_outage_gives_503s_and_everything_recovers(
     arq_stack: ArqStack, redis_server: RedisServer, tmp_path: Path
 ) -> None:
@@ -364,7 +403,8 @@ def test_r5_redis_outage_gives_503s_and_everything_recovers(
         if line["status"] >= 500 and line["status"] != 503
     ]
     print(
-        f"\nR5 arq: Redis down {outage:.1f} s: enqueue answers {dict(statuses)}, "
+        f"\nR5 arq, {database_of(arq_stack.project)}: Redis down {outage:.1f} s: "
+        f"enqueue answers {dict(statuses)}, "
         f"/health {health.status_code} {health.json()['checks']}; 500s: {len(server_errors)}; "
         f"worker survived: {worker_alive}; all {len(before)} earlier + {len(after)} later jobs "
         f"complete {recovered:.1f} s after Redis came back"
@@ -380,18 +420,22 @@ def test_r5_redis_outage_gives_503s_and_everything_recovers(
 # --- R6 ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("drill_project", ["background"], indirect=True)
+@pytest.mark.parametrize(
+    "drill_project", ["background-sqlite", "background-postgresql"], indirect=True
+)
 @pytest.mark.parametrize(
     ("graceful_timeout", "task_seconds"), [(5, 2), (1, 4)], ids=["within", "beyond"]
 )
 def test_r6_background_tasks_on_sigterm(
     drill_project: Path,
     smtp_sink: tuple[SmtpSink, int],
+    database_url: str,
     tmp_path: Path,
     graceful_timeout: int,
     task_seconds: float,
 ) -> None:
-    env = drill_env(tmp_path, smtp_sink[1], None)
+    env = drill_env(tmp_path, smtp_sink[1], None, database_url)
+    migrate(drill_project, env)
     options = ("--timeout-graceful-shutdown", str(graceful_timeout))
     api, base = start_api(drill_project, env, tmp_path / "api.log", *options)
     jobs = job_ids(base, 20, seconds=task_seconds)
@@ -404,7 +448,8 @@ def test_r6_background_tasks_on_sigterm(
     finished = sum(drill_log(tmp_path)["end", job] for job in jobs)
     cancelled = len(api.events("task_cancelled"))
     print(
-        f"\nR6 background: {task_seconds} s tasks, --timeout-graceful-shutdown {graceful_timeout}: "
+        f"\nR6 background, {database_of(drill_project)}: {task_seconds} s tasks, "
+        f"--timeout-graceful-shutdown {graceful_timeout}: "
         f"{finished} of 20 finished, {20 - finished} lost ({cancelled} logged task_cancelled); "
         f"uvicorn exited {stopped_after:.1f} s after SIGTERM"
     )

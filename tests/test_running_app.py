@@ -6,7 +6,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .support import Process, SmtpSink, app_environment, running_smtp_sink, start_api, wait_for
+from .conftest import VARIANTS
+from .support import (
+    Process,
+    SmtpSink,
+    app_environment,
+    migrate,
+    new_database,
+    running_smtp_sink,
+    start_api,
+    wait_for,
+)
 
 REGISTRATION = {"email": "ada@example.com", "name": "Ada", "password": "correct horse"}
 
@@ -17,15 +27,15 @@ def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
         yield sink_and_port
 
 
-@pytest.mark.parametrize("variant", ["background-examples-py3.11"], indirect=True)
+@pytest.mark.parametrize("variant", ["background-examples-sqlite-py3.11"], indirect=True)
 def test_register_answers_before_the_welcome_email_is_sent(
     synced_project: Path, smtp_sink: tuple[SmtpSink, int], tmp_path: Path
 ) -> None:
     sink, smtp_port = smtp_sink
     sink.delay = 1.0  # the server takes a second to accept the email
-    api, base = start_api(
-        synced_project, app_environment(tmp_path, smtp_port), tmp_path / "api.log"
-    )
+    env = app_environment(tmp_path, smtp_port)
+    migrate(synced_project, env)
+    api, base = start_api(synced_project, env, tmp_path / "api.log")
     try:
         response = httpx.post(f"{base}/register", json=REGISTRATION, timeout=10)
         emails_at_response = len(sink.accepted)
@@ -43,17 +53,28 @@ def test_register_answers_before_the_welcome_email_is_sent(
     assert mine[-2:] == ["email_sent", "task_finished"]
 
 
-@pytest.mark.parametrize("variant", ["arq-examples-py3.11"], indirect=True)
+@pytest.mark.parametrize(
+    "variant", ["arq-examples-sqlite-py3.11", "arq-examples-postgresql-py3.11"], indirect=True
+)
 def test_arq_worker_sends_the_email_and_the_job_completes(
-    synced_project: Path, smtp_sink: tuple[SmtpSink, int], redis_url: str, tmp_path: Path
+    synced_project: Path,
+    variant: str,
+    smtp_sink: tuple[SmtpSink, int],
+    redis_url: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
 ) -> None:
     sink, smtp_port = smtp_sink
+    database = VARIANTS[variant]["database"]
+    postgres = request.getfixturevalue("postgres_url") if database == "postgresql" else None
     env = app_environment(
         tmp_path,
         smtp_port,
+        new_database(database, tmp_path, postgres),
         ACME_SHOP_REDIS_URL=redis_url,
         ACME_SHOP_QUEUE_NAME=f"e2e:{tmp_path.name}",
     )
+    migrate(synced_project, env)
     worker = Process(
         synced_project, env, "arq", "acme_shop.worker.WorkerSettings", log=tmp_path / "worker.log"
     )
