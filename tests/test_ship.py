@@ -8,13 +8,16 @@ import re
 import shlex
 import shutil
 import subprocess
+import tomllib
+import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
-from .conftest import render, run
+from .conftest import VARIANTS, render, run
+from .postgres_server import create_database
 from .redis_server import free_port
 from .support import wait_until_healthy
 
@@ -23,30 +26,40 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 DOCKER_FILES = ("Dockerfile", ".dockerignore", "compose.yaml")
 CI_FILES = (".github/workflows/ci.yml", ".pre-commit-config.yaml")
 COMBINATIONS = list(
-    itertools.product((True, False), (True, False), ("background", "arq"), (True, False))
+    itertools.product(
+        (True, False), (True, False), ("background", "arq"), (True, False), ("sqlite", "postgresql")
+    )
 )
 ZIZMOR_CONFIG = Path(__file__).parent / "zizmor.yml"
 PINNED_ACTION = re.compile(r"^\s*(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 
 
-def combination_id(docker: bool, github_actions: bool, backend: str, examples: bool) -> str:
+def combination_id(
+    docker: bool, github_actions: bool, backend: str, examples: bool, database: str
+) -> str:
     return "-".join(
         (
             "docker" if docker else "nodocker",
             "gha" if github_actions else "nogha",
             backend,
             "examples" if examples else "minimal",
+            database,
         )
     )
 
 
 @pytest.mark.parametrize(
-    ("docker", "github_actions", "task_backend", "include_examples"),
+    ("docker", "github_actions", "task_backend", "include_examples", "database"),
     COMBINATIONS,
     ids=[combination_id(*combination) for combination in COMBINATIONS],
 )
 def test_ship_files_render_and_pass_their_linters(
-    tmp_path: Path, docker: bool, github_actions: bool, task_backend: str, include_examples: bool
+    tmp_path: Path,
+    docker: bool,
+    github_actions: bool,
+    task_backend: str,
+    include_examples: bool,
+    database: str,
 ) -> None:
     project = render(
         tmp_path / "acme-shop",
@@ -54,6 +67,7 @@ def test_ship_files_render_and_pass_their_linters(
         github_actions=github_actions,
         task_backend=task_backend,
         include_examples=include_examples,
+        database=database,
     )
 
     for name in DOCKER_FILES:
@@ -65,7 +79,7 @@ def test_ship_files_render_and_pass_their_linters(
         run(project, "hadolint", "Dockerfile")
         run(project, "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml")
         check_dockerfile(project)
-        check_compose(project, task_backend, include_examples)
+        check_compose(project, task_backend, include_examples, database)
     if github_actions:
         workflow = ".github/workflows/ci.yml"
         run(project, "check-jsonschema", "--builtin-schema", "vendor.github-workflows", workflow)
@@ -79,7 +93,7 @@ def test_ship_files_render_and_pass_their_linters(
             str(ZIZMOR_CONFIG),
             workflow,
         )
-        check_workflow(project, task_backend)
+        check_workflow(project, task_backend, database)
         run(project, "pre-commit", "validate-config", ".pre-commit-config.yaml")
         check_pre_commit(project)
 
@@ -103,10 +117,11 @@ def check_dockerfile(project: Path) -> None:
     assert not [line for line in ignored if line.startswith("!") and ".env" in line]
 
 
-def check_compose(project: Path, task_backend: str, include_examples: bool) -> None:
+def check_compose(project: Path, task_backend: str, include_examples: bool, database: str) -> None:
     compose = yaml.safe_load((project / "compose.yaml").read_text())
     services = compose["services"]
-    expected = {"api"} | ({"worker", "redis"} if task_backend == "arq" else set())
+    expected = {"migrate", "api"} | ({"worker", "redis"} if task_backend == "arq" else set())
+    expected |= {"postgres"} if database == "postgresql" else set()
     assert set(services) == expected | ({"mailpit"} if include_examples else set())
     api = services["api"]
     assert api["build"] == "."
@@ -116,6 +131,59 @@ def check_compose(project: Path, task_backend: str, include_examples: bool) -> N
         field = name.removeprefix("ACME_SHOP_").lower()
         assert name.startswith("ACME_SHOP_"), name
         assert f"    {field}: " in settings, f"{name} is not a setting"
+    # The app's processes: one image, one environment; the long-running ones start only
+    # after the one-shot `migrate` (the project's console script) has succeeded.
+    apps = {name: services[name] for name in ("migrate", "api", "worker") if name in services}
+    for name, service in apps.items():
+        assert service["build"] == ".", name
+        assert service.get("environment") == api.get("environment"), name
+        assert service.get("volumes") == api.get("volumes"), name
+    migrate = services["migrate"]
+    assert migrate["command"] == ["acme_shop", "migrate"]
+    scripts = tomllib.loads((project / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["acme_shop"] == "acme_shop.cli:main"
+    assert migrate["restart"] == "no"
+    assert migrate["healthcheck"] == {"disable": True}  # not the image's HTTP check
+    assert "ports" not in migrate
+    started_after_migrate = [service for name, service in apps.items() if name != "migrate"]
+    for service in started_after_migrate:
+        dependencies = service["depends_on"]
+        assert dependencies["migrate"] == {"condition": "service_completed_successfully"}
+        if include_examples:
+            assert dependencies["mailpit"] == {"condition": "service_started"}
+    if database == "postgresql":
+        postgres = services["postgres"]
+        assert re.fullmatch(r"postgres:\d+(\.\d+)*-alpine", postgres["image"]), postgres["image"]
+        assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data"]
+        assert "postgres-data" in compose["volumes"]
+        assert "ports" not in postgres
+        assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+        healthy = {"condition": "service_healthy"}
+        assert migrate["depends_on"] == {"postgres": healthy}
+        for service in started_after_migrate:
+            assert service["depends_on"]["postgres"] == healthy
+        # The app's URL names the server, user, password and database that compose creates.
+        environment = postgres["environment"]
+        user, password, name = (
+            environment[f"POSTGRES_{key}"] for key in ("USER", "PASSWORD", "DB")
+        )
+        assert api["environment"]["ACME_SHOP_DATABASE_URL"] == (
+            f"postgresql+asyncpg://{user}:{password}@postgres:5432/{name}"
+        )
+        assert name == "acme_shop"
+        assert "asyncpg" in (project / "pyproject.toml").read_text()
+    else:
+        # The default URL (sqlite+aiosqlite:///var/app.db, from WORKDIR /app) is on the
+        # volume that every process of the app shares.
+        assert "ACME_SHOP_DATABASE_URL" not in api.get("environment", {})
+        assert '"sqlite+aiosqlite:///var/app.db"' in settings
+        for name, service in apps.items():
+            assert service["volumes"] == ["data:/app/var"], name
+        assert "depends_on" not in migrate
+    if include_examples or database == "sqlite":
+        assert "data" in compose["volumes"]
+    else:
+        assert set(compose["volumes"]) == {"postgres-data"}
     if task_backend == "arq":
         worker, redis = services["worker"], services["redis"]
         assert worker["command"] == ["arq", "acme_shop.worker.WorkerSettings"]
@@ -127,7 +195,7 @@ def check_compose(project: Path, task_backend: str, include_examples: bool) -> N
         assert api["environment"]["ACME_SHOP_SMTP_HOST"] == "mailpit"
 
 
-def check_workflow(project: Path, task_backend: str) -> None:
+def check_workflow(project: Path, task_backend: str, database: str) -> None:
     text = (project / ".github/workflows/ci.yml").read_text()
     workflow = yaml.safe_load(text)
     triggers = workflow[True]  # YAML 1.1 reads the key `on` as true
@@ -149,11 +217,29 @@ def check_workflow(project: Path, task_backend: str) -> None:
     test_job = workflow["jobs"]["test"]
     assert test_job["strategy"]["matrix"]["python-version"] == ["3.11", "3.12", "3.13"]
     assert test_job["name"] == "pytest (Python ${{ matrix.python-version }})"
+    services, env = test_job.get("services", {}), test_job.get("env", {})
+    expected = {"redis"} if task_backend == "arq" else set()
+    assert set(services) == expected | ({"postgres"} if database == "postgresql" else set())
+    assert set(env) == {
+        name
+        for name, wanted in (
+            ("REDIS_URL", task_backend == "arq"),
+            ("TEST_DATABASE_URL", database == "postgresql"),
+        )
+        if wanted
+    }
     if task_backend == "arq":
-        assert test_job["services"]["redis"]["image"].startswith("redis:")
-        assert test_job["env"]["REDIS_URL"] == "redis://localhost:6379/0"
-    else:
-        assert "services" not in test_job
+        assert services["redis"]["image"].startswith("redis:")
+        assert env["REDIS_URL"] == "redis://localhost:6379/0"
+    if database == "postgresql":
+        postgres = services["postgres"]
+        assert re.fullmatch(r"postgres:\d+(\.\d+)*-alpine", postgres["image"]), postgres["image"]
+        assert postgres["env"] == {"POSTGRES_HOST_AUTH_METHOD": "trust"}
+        assert postgres["ports"] == ["5432:5432"]
+        assert '--health-cmd "pg_isready' in postgres["options"]
+        assert env["TEST_DATABASE_URL"] == "postgresql://postgres@localhost:5432/postgres"
+        # The generated tests read it: the server they create their databases on.
+        assert "TEST_DATABASE_URL" in (project / "tests/stubs/database.py").read_text()
 
 
 def check_pre_commit(project: Path) -> None:
@@ -237,13 +323,20 @@ def test_the_image_refuses_to_build_without_uv_lock(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "variant", ["background-examples-py3.11", "arq-examples-py3.11"], indirect=True
+    "variant",
+    [
+        "background-examples-sqlite-py3.11",
+        "arq-examples-sqlite-py3.11",
+        "arq-examples-postgresql-py3.11",
+    ],
+    indirect=True,
 )
 def test_the_image_and_compose_commands_serve(
     synced_project: Path, variant: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    """The build stage's `uv sync` runs, then the runtime stage's CMD and HEALTHCHECK and the
-    compose worker's command and healthcheck run from a folder holding only the venv and var/."""
+    """The build stage's `uv sync` runs, then compose's `migrate`, the runtime stage's CMD
+    and HEALTHCHECK and the compose worker's command and healthcheck run from a folder
+    holding only the venv and var/."""
     env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
     env["UV_PYTHON"] = "3.11"  # the image's Python
     runtime = build_image(synced_project, tmp_path, env)
@@ -259,28 +352,43 @@ def test_the_image_and_compose_commands_serve(
     port = free_port()
     compose = yaml.safe_load((synced_project / "compose.yaml").read_text())["services"]
     env |= compose["api"]["environment"]
-    if variant.startswith("arq"):
+    arq = VARIANTS[variant]["task_backend"] == "arq"
+    postgresql = VARIANTS[variant]["database"] == "postgresql"
+    if arq:
         env["ACME_SHOP_REDIS_URL"] = request.getfixturevalue("redis_url")
         env["ACME_SHOP_QUEUE_NAME"] = f"image:{port}"
+    if postgresql:  # compose's server is the `postgres` service; here, the tests' server
+        server = request.getfixturevalue("postgres_url")
+        env["ACME_SHOP_DATABASE_URL"] = create_database(server, f"image_{uuid.uuid4().hex}")
 
     def on_this_machine(command: list[str]) -> list[str]:
         """The image's command, on a free loopback port instead of 0.0.0.0:8000."""
         replaced = {"8000": str(port), "0.0.0.0": "127.0.0.1"}
         return [replaced.get(part, part).replace(":8000/", f":{port}/") for part in command]
 
-    processes = [start(on_this_machine(exec_form(runtime, "CMD")), app, env)]
-    if variant.startswith("arq"):
+    api_command = on_this_machine(exec_form(runtime, "CMD"))
+    # Nothing creates tables at start-up: before compose's one-shot `migrate`, the API
+    # refuses to start and names the command.
+    refused = subprocess.run(
+        api_command, cwd=app, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert refused.returncode != 0
+    assert "acme_shop migrate` first" in refused.stdout + refused.stderr
+    run(app, *compose["migrate"]["command"], env=env)
+
+    processes = [start(api_command, app, env)]
+    if arq:
         processes.append(start(compose["worker"]["command"], app, env))
     try:
         # Under arq, 200 also means the worker's heartbeat is in Redis.
         wait_until_healthy(f"http://127.0.0.1:{port}", processes[0])
         assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
         run(app, *on_this_machine(exec_form(runtime, "HEALTHCHECK")), env=env)
-        if variant.startswith("arq"):
+        if arq:
             healthcheck = compose["worker"]["healthcheck"]["test"]
             assert healthcheck[0] == "CMD"
             run(app, *healthcheck[1:], env=env)
-        assert (app / "var/app.db").is_file()
+        assert (app / "var/app.db").is_file() is not postgresql
     finally:
         for process in processes:
             process.terminate()
