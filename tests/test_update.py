@@ -191,6 +191,23 @@ def test_switching_backend_touches_no_route_or_task_module(
     assert answers["database"] == database
 
 
+def test_moving_to_postgresql_keeps_the_migrations_and_the_user_edits(
+    user_project: Path, request: pytest.FixtureRequest
+) -> None:
+    versions = user_project / PACKAGE / "migrations/versions"
+    revisions = {path.name: path.read_text() for path in versions.glob("*.py")}
+
+    update(user_project, database="postgresql")
+
+    assert_user_edits_kept(user_project)
+    assert {path.name: path.read_text() for path in versions.glob("*.py")} == revisions
+    dependencies = (user_project / "pyproject.toml").read_text()
+    assert "asyncpg" in dependencies
+    assert "aiosqlite" not in dependencies
+    extra = {"TEST_DATABASE_URL": request.getfixturevalue("postgres_url")}
+    assert "failed" not in run_gates(user_project, extra=extra)
+
+
 # The last release without the `database` question: its projects made their tables at start.
 BEFORE_MIGRATIONS = "1c94ec7"
 
