@@ -1,5 +1,6 @@
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from .conftest import JobRunner, LogReader
 
@@ -40,3 +41,22 @@ async def test_response_is_logged_before_its_tasks_run(
 
     events = [line["event"] for line in logs()]
     assert events.index("request_finished") < events.index("task_started")
+
+
+async def test_an_unhandled_error_answers_500_with_the_id_logged_once(
+    app: FastAPI, client: httpx.AsyncClient, logs: LogReader
+) -> None:
+    async def broken() -> None:
+        raise RuntimeError("boom")
+
+    app.add_api_route("/broken", broken)
+
+    response = await client.get("/broken", headers={"X-Request-ID": "req-500"})
+
+    assert response.status_code == 500
+    assert response.headers["X-Request-ID"] == "req-500"
+    mine = [line for line in logs() if line.get("request_id") == "req-500"]
+    finished = [line for line in mine if line["event"] == "request_finished"]
+    assert [line["status"] for line in finished] == [500]
+    [failed] = [line for line in mine if line["event"] == "request_failed"]
+    assert "RuntimeError: boom" in failed["exception"]

@@ -88,9 +88,20 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except Exception:
-            if not status:
-                log.exception("request_failed")
-            raise
+            log.exception("request_failed")
+            if status:  # the response has started: nothing left to answer with
+                raise
+            # Answered here rather than by Starlette's outer error middleware, whose
+            # 500 would leave without the id and without a request_finished line.
+            body = b"Internal Server Error"
+            headers = [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ]
+            await send_with_request_id(
+                {"type": "http.response.start", "status": 500, "headers": headers}
+            )
+            await send_with_request_id({"type": "http.response.body", "body": body})
 
 
 def get_request_id(request: Request) -> str:

@@ -6,6 +6,7 @@ A task is a plain `async def name(ctx: TaskContext, *args) -> None` under the
 the response, possibly in another process, and loads what it needs itself.
 """
 
+import inspect
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -114,18 +115,41 @@ def retry_delay(settings: Settings, attempt: int) -> float:
     return float(min(delay, settings.task_retry_backoff_max_seconds))
 
 
-def summarize_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    """A short, log-safe rendering of a task's arguments: long values cut, secrets hidden."""
+def summarize_arguments(task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    """A short, log-safe rendering of `task`'s arguments `args` and `kwargs`: long values
+    cut, and hidden the value of every parameter whose name says it is a secret
+    (password, token, ...), whether it was passed by name or by position."""
 
-    def short(value: Any) -> str:
+    def hide_or_short(name: str, value: Any) -> str:
+        if is_secret(name):
+            return "***"
         text = repr(value)
         return text if len(text) <= 80 else text[:77] + "..."
 
-    parts = [short(arg) for arg in args]
-    for name, value in kwargs.items():
-        hidden = any(secret in name.lower() for secret in _SECRET_NAMES)
-        parts.append(f"{name}={'***' if hidden else short(value)}")
+    names = positional_names(task, len(args))
+    parts = [hide_or_short(name, value) for name, value in zip(names, args, strict=True)]
+    parts += [f"{name}={hide_or_short(name, value)}" for name, value in kwargs.items()]
     return ", ".join(parts)[:500]
+
+
+def positional_names(task: Task[Any], count: int) -> list[str]:
+    """The parameter names that `count` positional arguments of `task` bind to, after its
+    `ctx` (all of a `*name` parameter's take its name); any left over, which the call will
+    refuse, get a name that hides them."""
+    parameters = list(inspect.signature(task.function).parameters.values())[1:]
+    names: list[str] = []
+    for parameter in parameters:
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            names += [parameter.name] * (count - len(names))
+        elif parameter.kind in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            names.append(parameter.name)
+    names += ["unexpected_secret"] * (count - len(names))
+    return names[:count]
+
+
+def is_secret(name: str) -> bool:
+    """Whether a parameter called `name` carries a secret, judged by its name."""
+    return any(secret in name.lower() for secret in _SECRET_NAMES)
 
 
 async def run_task(task: Task[P], ctx: TaskContext, *args: P.args, **kwargs: P.kwargs) -> Outcome:
@@ -135,7 +159,7 @@ async def run_task(task: Task[P], ctx: TaskContext, *args: P.args, **kwargs: P.k
     and, when no try is left, recorded in the `task_failures` table.
     """
     log = ctx.log
-    arguments = summarize_arguments(args, kwargs)
+    arguments = summarize_arguments(task, args, kwargs)
     log.info("task_started", arguments=arguments)
     started = time.perf_counter()
     try:
