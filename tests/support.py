@@ -159,7 +159,7 @@ def start_api(project: Path, env: dict[str, str], log: Path, *options: str) -> t
     def answers() -> bool:
         assert api.popen.poll() is None, f"uvicorn exited:\n{log.read_text()[-3000:]}"
         try:
-            httpx.get(f"{base}/health", timeout=1)
+            httpx.get(f"{base}/health/live", timeout=1)
         except httpx.TransportError:
             return False
         return True
@@ -169,13 +169,14 @@ def start_api(project: Path, env: dict[str, str], log: Path, *options: str) -> t
 
 
 def wait_until_healthy(base: str, server: subprocess.Popen[Any], timeout: float = 60) -> None:
-    """Wait for GET /health to answer 200, failing early if the server exits."""
+    """Wait for GET /health/ready to answer 200 (under arq: a worker's heartbeat is in
+    Redis too), failing early if the server exits."""
 
     def healthy() -> bool:
         assert server.poll() is None, "the server exited before it was healthy"
         try:
-            return httpx.get(f"{base}/health", timeout=1).status_code == 200
+            return httpx.get(f"{base}/health/ready", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
 
-    wait_for(healthy, timeout, "GET /health answering 200")
+    wait_for(healthy, timeout, "GET /health/ready answering 200")

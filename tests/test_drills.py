@@ -387,11 +387,11 @@ def test_r5_redis_outage_gives_503s_and_everything_recovers(
     outage_started = time.monotonic()
     with httpx.Client(base_url=base, timeout=10) as client:
         during = [client.post("/drill?seconds=0.1") for _ in range(10)]
-        health = client.get("/health")
+        health = client.get("/health/ready")
     time.sleep(max(0.0, 3 - (time.monotonic() - outage_started)))
     redis_server.start()
     outage = time.monotonic() - outage_started
-    wait_for(lambda: httpx.get(f"{base}/health").status_code == 200, 60, "health back")
+    wait_for(lambda: httpx.get(f"{base}/health/ready").status_code == 200, 60, "ready again")
     after = job_ids(base, 5, seconds=0.1)
     recovered = wait_for(lambda: ended(tmp_path, before + after), 120, "all jobs")
     worker_alive = arq_stack.worker.popen.poll() is None
@@ -405,7 +405,8 @@ def test_r5_redis_outage_gives_503s_and_everything_recovers(
     print(
         f"\nR5 arq, {database_of(arq_stack.project)}: Redis down {outage:.1f} s: "
         f"enqueue answers {dict(statuses)}, "
-        f"/health {health.status_code} {health.json()['checks']}; 500s: {len(server_errors)}; "
+        f"/health/ready {health.status_code} {health.json()['checks']}; "
+        f"500s: {len(server_errors)}; "
         f"worker survived: {worker_alive}; all {len(before)} earlier + {len(after)} later jobs "
         f"complete {recovered:.1f} s after Redis came back"
     )

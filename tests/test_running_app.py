@@ -80,7 +80,8 @@ def test_arq_worker_sends_the_email_and_the_job_completes(
     )
     api, base = start_api(synced_project, env, tmp_path / "api.log")
     try:
-        wait_for(lambda: httpx.get(f"{base}/health").status_code == 200, 30, "worker heartbeat")
+        ready = f"{base}/health/ready"
+        wait_for(lambda: httpx.get(ready).status_code == 200, 30, "worker heartbeat")
 
         response = httpx.post(f"{base}/register", json=REGISTRATION, timeout=10)
         assert response.status_code == 201

@@ -180,16 +180,19 @@ def check_compose(project: Path, task_backend: str, include_examples: bool, data
         for name, service in apps.items():
             assert service["volumes"] == ["data:/app/var"], name
         assert "depends_on" not in migrate
-    if include_examples or database == "sqlite":
-        assert "data" in compose["volumes"]
-    else:
-        assert set(compose["volumes"]) == {"postgres-data"}
+    volumes = {"data"} if include_examples or database == "sqlite" else set()
+    volumes |= {"postgres-data"} if database == "postgresql" else set()
+    volumes |= {"redis-data"} if task_backend == "arq" else set()
+    assert set(compose["volumes"]) == volumes
     if task_backend == "arq":
         worker, redis = services["worker"], services["redis"]
         assert worker["command"] == ["arq", "acme_shop.worker.WorkerSettings"]
         assert worker["depends_on"]["redis"] == {"condition": "service_healthy"}
         assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
         assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+        # Queued jobs survive a restart: append-only persistence on a named volume.
+        assert redis["command"] == ["redis-server", "--appendonly", "yes"]
+        assert redis["volumes"] == ["redis-data:/data"]
         assert worker["environment"]["ACME_SHOP_REDIS_URL"] == "redis://redis:6379/0"
     if include_examples:
         assert api["environment"]["ACME_SHOP_SMTP_HOST"] == "mailpit"
@@ -382,8 +385,10 @@ def test_the_image_and_compose_commands_serve(
     try:
         # Under arq, 200 also means the worker's heartbeat is in Redis.
         wait_until_healthy(f"http://127.0.0.1:{port}", processes[0])
-        assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
-        run(app, *on_this_machine(exec_form(runtime, "HEALTHCHECK")), env=env)
+        assert httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=5).status_code == 200
+        healthcheck_command = exec_form(runtime, "HEALTHCHECK")
+        assert "/health/live'" in healthcheck_command[-1]  # liveness: no dependency checked
+        run(app, *on_this_machine(healthcheck_command), env=env)
         if arq:
             healthcheck = compose["worker"]["healthcheck"]["test"]
             assert healthcheck[0] == "CMD"

@@ -26,7 +26,7 @@ async def test_unusable_request_id_is_replaced(
 ) -> None:
     headers = {} if incoming is None else {"X-Request-ID": incoming}
 
-    response = await client.get("/health", headers=headers)
+    response = await client.get("/health/live", headers=headers)
 
     returned = response.headers["X-Request-ID"]
     assert returned != incoming
