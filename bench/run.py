@@ -439,6 +439,9 @@ def main() -> None:
                 ACME_SHOP_QUEUE_NAME="arq:bench",
                 ACME_SHOP_DATABASE_URL=f"sqlite+aiosqlite:///{workdir}/app.db",
             )
+            # As a deploy does: the schema first, then the processes (both projects share it).
+            migrate = [str(projects["arq"] / ".venv/bin/acme_shop"), "migrate"]
+            subprocess.run(migrate, env=env, check=True, stdout=subprocess.DEVNULL)
             results: dict[str, Any] = {
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine(),
