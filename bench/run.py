@@ -366,6 +366,12 @@ def jobs_table(
     return [title, f"| {columns[0]} | jobs/s | {columns[1]} |", "| --- | ---: | ---: |", *rows, ""]
 
 
+def hashing_table_lines(result: dict[str, Any]) -> list[str]:
+    from bench.hashing import table_lines  # bench.hashing imports this module
+
+    return table_lines(result)
+
+
 def table(results: dict[str, Any]) -> str:
     lines = []
     endpoints = results["endpoints"]
@@ -387,6 +393,8 @@ def table(results: dict[str, Any]) -> str:
     for name, m in results["slow_tasks"].items():
         lines.append(f"| {name} | {m['rps']:.1f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} |")
     lines.append("")
+    if "hashing" in results:
+        lines += [*hashing_table_lines(results["hashing"]), ""]
     lines += jobs_table(
         "Enqueue without HTTP: 64 concurrent callers, one client",
         ("enqueue", "vs arq"),
@@ -421,6 +429,8 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    from bench.hashing import measure_hashing  # bench.hashing imports this module
+
     if args.quick:
         args.rounds, args.seconds, args.jobs, args.copies = 1, 2, 300, 2
 
@@ -453,6 +463,13 @@ def main() -> None:
             results["endpoints"] = measure_endpoints(projects, env, logs, args)
             print("2-second tasks...", flush=True)
             results["slow_tasks"] = measure_slow_tasks(projects, env, logs, args)
+            print("password hashing...", flush=True)
+            results["hashing"] = measure_hashing(
+                projects["background"],
+                {**env, "ACME_SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/hashing.db"},
+                logs / "hashing.log",
+                min(args.seconds, 3),
+            )
             print("enqueue...", flush=True)
             results["enqueue"] = measure_enqueue(projects["arq"], env, logs, args)
             print("worker...", flush=True)

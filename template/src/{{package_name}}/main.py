@@ -37,7 +37,10 @@ def create_app(
             # Copied into every request's `request.state`.
             yield {"settings": settings, "resources": resources, **task_backend}
 
-    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    # Starlette refuses a longer body with 413 as it streams in, before a route parses it.
+    app = FastAPI(
+        title=settings.app_name, lifespan=lifespan, max_body_size=settings.body_limit_bytes
+    )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api_router)
     app.add_exception_handler(QueueUnavailableError, queue_unavailable)
