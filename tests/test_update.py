@@ -9,7 +9,7 @@ import copier
 import pytest
 import yaml
 
-from .conftest import TEMPLATE, assert_hygienic, run_gates
+from .conftest import TEMPLATE, assert_hygienic, run, run_gates
 
 PACKAGE = Path("src/acme_shop")
 
@@ -250,3 +250,29 @@ def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path
     assert "asyncpg" not in dependencies
     assert (project / PACKAGE / "migrations/versions/0001_initial.py").is_file()
     assert "failed" not in run_gates(project)
+
+
+def test_the_documented_relock_makes_a_locked_sync_pass_after_a_backend_switch(
+    template_repo: Path, user_project: Path
+) -> None:
+    """An update that changes dependencies leaves the committed uv.lock stale, so CI's
+    and the image's `uv sync --locked` fail; the update instructions' `uv lock` fixes it."""
+    run(user_project, "uv", "lock", "--quiet")
+    git(user_project, "add", "uv.lock")
+    git(user_project, "commit", "--quiet", "--message", "lock")
+
+    update(user_project, task_backend="arq")
+    stale = subprocess.run(
+        ["uv", "sync", "--locked", "--quiet"], cwd=user_project, capture_output=True, text=True
+    )
+    steps = ("uv lock", "uv run {{ package_name }} migrate")
+    documented = (
+        (template_repo / "copier.yml").read_text(),
+        (template_repo / "template/README.md.jinja").read_text(),
+    )
+
+    assert stale.returncode != 0, "uv sync --locked passed with a stale uv.lock"
+    assert "needs to be updated" in stale.stderr, stale.stderr
+    assert all(step in text for step in steps for text in documented)
+    run(user_project, "uv", "lock", "--quiet")  # the documented step
+    run(user_project, "uv", "sync", "--locked", "--quiet")

@@ -6,6 +6,13 @@ from typing import Any
 import pytest
 
 from .conftest import render
+from .shadowed_modules import (
+    COPIER_YML,
+    PROJECT_OWN,
+    dependency_import_names,
+    listed_names,
+    stdlib_names,
+)
 
 BAD_ANSWERS = [
     ({"project_name": "   "}, "project_name", "cannot be empty"),
@@ -22,6 +29,9 @@ BAD_ANSWERS = [
     ({"package_name": "fastapi"}, "package_name", "would shadow the module"),
     ({"package_name": "arq"}, "package_name", "would shadow the module"),
     ({"package_name": "tests"}, "package_name", "would shadow the module"),
+    ({"package_name": "calendar"}, "package_name", "would shadow the module"),
+    ({"package_name": "alembic"}, "package_name", "would shadow the module"),
+    ({"package_name": "asyncpg"}, "package_name", "would shadow the module"),
     ({"description": "line one\nline two"}, "description", "single line"),
     ({"author_name": ""}, "author_name", "cannot be empty"),
     ({"author_email": "not-an-email"}, "author_email", "is not an email address"),
@@ -60,3 +70,16 @@ def test_good_answers_are_accepted(tmp_path: Path, data: dict[str, Any]) -> None
     project = render(tmp_path / "out", **data)
 
     assert (project / "pyproject.toml").is_file()
+
+
+def test_the_shadowing_list_misses_no_module_a_project_can_import(tmp_path: Path) -> None:
+    """copier.yml's list cannot go stale: every standard-library module and every import
+    name the generated projects install (dev tools included) is refused."""
+    expected = stdlib_names() | dependency_import_names(tmp_path) | set(PROJECT_OWN)
+
+    missing = sorted(expected - listed_names(COPIER_YML.read_text()))
+
+    assert not missing, (
+        f"copier.yml's package_name validator lets {missing} through; "
+        "run `uv run python -m tests.shadowed_modules` to rewrite its list"
+    )

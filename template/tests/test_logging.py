@@ -36,11 +36,19 @@ async def test_unusable_request_id_is_replaced(
 async def test_response_is_logged_before_its_tasks_run(
     client: httpx.AsyncClient, run_jobs: JobRunner, logs: LogReader
 ) -> None:
-    await client.post("/events", json={"name": "signup"})
+    """The request's lines and its task's lines (from the API process or a worker) are
+    in one capture: the request must be finished before its task starts."""
+    response = await client.post(
+        "/events", json={"name": "signup"}, headers={"X-Request-ID": "order-check"}
+    )
     await run_jobs()
 
-    events = [line["event"] for line in logs()]
-    assert events.index("request_finished") < events.index("task_started")
+    [job_id] = response.json()["jobs"]
+    mine = [line for line in logs() if line.get("request_id") == "order-check"]
+    events = [line["event"] for line in mine]
+    [started] = [line for line in mine if line["event"] == "task_started"]
+    assert started["job_id"] == job_id
+    assert events.index("request_finished") < events.index("task_started"), events
 
 
 async def test_an_unhandled_error_answers_500_with_the_id_logged_once(
