@@ -77,22 +77,36 @@ def serve_generated(project: Path, env: dict[str, str], log: Path) -> Iterator[s
         server.wait(timeout=30)
 
 
+# The liveness route; templates before the live/ready split (`--vcs-ref`) answer /health.
+HEALTH_PATHS = ("/health/live", "/health")
+
+
+def health_path(base: str) -> str | None:
+    """The health route that answers 200 at `base` (the app's URL), if one does yet."""
+    for path in HEALTH_PATHS:
+        try:
+            if httpx.get(f"{base}{path}", timeout=2).status_code == 200:
+                return path
+        except httpx.TransportError:
+            return None
+    return None
+
+
 def health_answers(base: str) -> bool:
-    """Whether GET /health at `base` (the app's URL) answers 200."""
-    try:
-        return httpx.get(f"{base}/health", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
+    return health_path(base) is not None
 
 
 def health_latencies(base: str, seconds: float) -> list[float]:
-    """GET /health at `base`, one request after another for `seconds`; each latency in ms."""
+    """GET the health route at `base`, one request after another for `seconds`; each
+    latency in ms."""
     latencies = []
+    path = health_path(base)
+    assert path is not None, f"no health route answers at {base}"
     with httpx.Client(base_url=base, timeout=10) as client:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             started = time.perf_counter()
-            assert client.get("/health").status_code == 200
+            assert client.get(path).status_code == 200
             latencies.append((time.perf_counter() - started) * 1000)
     return latencies
 
