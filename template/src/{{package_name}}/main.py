@@ -9,15 +9,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from fastapi import FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from .api import api_router
+from .jobs.queue import open_task_backend
 from .logging import RequestIdMiddleware, configure_logging
 from .resources import open_resources
 from .settings import Settings
-from .tasks.queue import open_task_backend
-from .tasks.runtime import QueueUnavailableError
 
 
 def create_app(
@@ -32,7 +30,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         async with (
             open_resources(settings, http_transport=http_transport) as resources,
-            open_task_backend(settings) as task_backend,
+            open_task_backend(settings, resources) as task_backend,
         ):
             # Copied into every request's `request.state`.
             yield {"settings": settings, "resources": resources, **task_backend}
@@ -43,13 +41,4 @@ def create_app(
     )
     app.add_middleware(RequestIdMiddleware)
     app.include_router(api_router)
-    app.add_exception_handler(QueueUnavailableError, queue_unavailable)
     return app
-
-
-async def queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse(
-        {"detail": "The task queue is unavailable; nothing was scheduled. Try again shortly."},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    )

@@ -30,7 +30,7 @@ async def create_event(
 ) -> EventOut:
     event = Event(name=body.name, data=body.data)
     session.add(event)
-    await session.commit()
+    await session.flush()  # gives the row its id; the request commits it with its jobs
     job_id = await tasks.enqueue(process_event, event.id)
     log.info("event_stored", event_id=event.id)
     return EventOut(id=event.id, name=event.name, jobs=[job_id])

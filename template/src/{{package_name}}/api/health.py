@@ -15,8 +15,8 @@ from sqlalchemy import text
 from structlog.typing import FilteringBoundLogger
 
 from ..deps import LoggerDep, ResourcesDep
+from ..jobs.queue import check_task_backend
 from ..resources import Resources
-from ..tasks.queue import check_task_backend
 
 router = APIRouter(tags=["health"])
 

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete
 
+from ..jobs import TaskContext, task
 from ..models import Event
-from .runtime import TaskContext, task
 
 
 @task()

@@ -1,5 +1,5 @@
-"""How a task runs: what it receives, how it is retried, and the one place
-where its errors are handled; and `TaskQueue`, how routes schedule one.
+"""How a task runs: what it receives, its retry policy, and the one place where
+its errors are handled (`run_task`, one try).
 
 A task is a plain `async def name(ctx: TaskContext, *args) -> None` under the
 `@task()` decorator. Its arguments are plain data (ids, emails): it runs after
@@ -9,15 +9,14 @@ the response, possibly in another process, and loads what it needs itself.
 import inspect
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Concatenate, Generic, Literal, ParamSpec, Protocol
+from typing import Any, Concatenate, Generic, Literal, ParamSpec
 
 import anyio
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from ..models import TaskFailure
 from ..resources import Resources
 from ..settings import Settings
 
@@ -52,6 +51,9 @@ class Task(Generic[P]):
     """Exceptions that mean "try again later"; any other exception fails the task at once."""
     tries: int
     """How many tries in all, the first included."""
+    timeout: float | None
+    """Seconds a try may take before it is cancelled and counts as failed; None: the
+    `task_timeout_seconds` setting."""
 
     @property
     def name(self) -> str:
@@ -59,31 +61,23 @@ class Task(Generic[P]):
 
 
 def task(
-    *, retry_on: tuple[type[Exception], ...] = (), tries: int = 1
+    *, retry_on: tuple[type[Exception], ...] = (), tries: int = 1, timeout: float | None = None
 ) -> Callable[[Callable[Concatenate[TaskContext, P], Awaitable[None]]], Task[P]]:
     """Declare a task: `@task()`, or `@task(retry_on=(SomeTransientError,), tries=4)`.
 
-    `retry_on`: the exceptions worth another try; `tries`: how many tries in all.
+    `retry_on`: the exceptions worth another try; `tries`: how many tries in all;
+    `timeout`: seconds a try may take (a try past it fails, and is retried while tries
+    are left). Default: the `task_timeout_seconds` setting.
     """
     if tries < 1:
         raise ValueError("tries must be at least 1")
+    if timeout is not None and timeout <= 0:
+        raise ValueError("timeout must be positive")
 
     def declare(function: Callable[Concatenate[TaskContext, P], Awaitable[None]]) -> Task[P]:
-        return Task(function, retry_on, tries)
+        return Task(function, retry_on, tries, timeout)
 
     return declare
-
-
-class QueueUnavailableError(Exception):
-    """The task backend cannot take work now; the app answers 503."""
-
-
-class TaskQueue(Protocol):
-    """How routes schedule tasks; `tasks/queue.py` implements it for the chosen backend."""
-
-    async def enqueue(self, task: Task[P], /, *args: P.args, **kwargs: P.kwargs) -> str:
-        """Schedule `task(ctx, *args, **kwargs)` and return its job id."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -93,6 +87,9 @@ class Outcome:
     status: Literal["succeeded", "retry", "failed"]
     retry_in: float = 0.0
     """Seconds to wait before the next try, when status is "retry"."""
+    error: str | None = None
+    """`Type: message` of the exception that ended the try, unless it succeeded."""
+    traceback: str | None = None
 
 
 def make_context(
@@ -107,6 +104,11 @@ def make_context(
     base: FilteringBoundLogger = structlog.get_logger()
     log = base.bind(task=task.name, job_id=job_id, request_id=request_id, attempt=attempt)
     return TaskContext(task.name, log, settings, resources, job_id, request_id, attempt)
+
+
+def timeout_of(task: Task[Any], settings: Settings) -> float:
+    """Seconds a try of `task` may take."""
+    return task.timeout if task.timeout is not None else settings.task_timeout_seconds
 
 
 def retry_delay(settings: Settings, attempt: int) -> float:
@@ -152,89 +154,44 @@ def is_secret(name: str) -> bool:
     return any(secret in name.lower() for secret in _SECRET_NAMES)
 
 
-async def run_task(task: Task[P], ctx: TaskContext, *args: P.args, **kwargs: P.kwargs) -> Outcome:
-    """Run one try of `task` and handle whatever it raises.
+async def run_task(
+    task: Task[Any], ctx: TaskContext, args: Sequence[Any], kwargs: Mapping[str, Any]
+) -> Outcome:
+    """Run one try of `task` within its timeout and handle whatever it raises.
 
-    Never raises (except cancellation): a failure is logged with its traceback
-    and, when no try is left, recorded in the `task_failures` table.
+    Never raises (except cancellation): a failure is logged with its traceback, and
+    the outcome says whether to try again. A timeout fails the try like an error the
+    task declared transient: it is retried while tries are left.
     """
     log = ctx.log
-    arguments = summarize_arguments(task, args, kwargs)
+    arguments = summarize_arguments(task, tuple(args), dict(kwargs))
     log.info("task_started", arguments=arguments)
     started = time.perf_counter()
     try:
-        await task.function(ctx, *args, **kwargs)
+        with anyio.fail_after(timeout_of(task, ctx.settings)):
+            await task.function(ctx, *args, **kwargs)
     except anyio.get_cancelled_exc_class():
         log.warning("task_cancelled", duration_ms=_since(started))
         raise
     except Exception as exc:
-        will_retry = isinstance(exc, task.retry_on) and ctx.attempt < task.tries
+        transient = isinstance(exc, (*task.retry_on, TimeoutError))
+        will_retry = transient and ctx.attempt < task.tries
         retry_in = retry_delay(ctx.settings, ctx.attempt) if will_retry else 0.0
+        error = f"{type(exc).__name__}: {exc}"
         log.error(
             "task_failed",
             arguments=arguments,
-            error=f"{type(exc).__name__}: {exc}",
+            error=error,
             duration_ms=_since(started),
             will_retry=will_retry,
             retry_in=retry_in,
             tries=task.tries,
             exc_info=exc,
         )
-        if will_retry:
-            return Outcome("retry", retry_in)
-        await record_failure(ctx, arguments, exc)
-        return Outcome("failed")
+        status: Literal["retry", "failed"] = "retry" if will_retry else "failed"
+        return Outcome(status, retry_in, error, "".join(traceback.format_exception(exc)))
     log.info("task_finished", duration_ms=_since(started))
     return Outcome("succeeded")
-
-
-async def run_in_process(
-    task: Task[Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    *,
-    settings: Settings,
-    resources: Resources,
-    job_id: str,
-    request_id: str | None,
-) -> None:
-    """Run `task` here and now, waiting between tries while its policy allows more."""
-    attempt = 1
-    while True:
-        ctx = make_context(
-            task,
-            settings=settings,
-            resources=resources,
-            job_id=job_id,
-            request_id=request_id,
-            attempt=attempt,
-        )
-        outcome = await run_task(task, ctx, *args, **kwargs)
-        if outcome.status != "retry":
-            return
-        await anyio.sleep(outcome.retry_in)
-        attempt += 1
-
-
-async def record_failure(ctx: TaskContext, arguments: str, exc: Exception) -> None:
-    """Store a final failure where it can be listed, and log that it is final."""
-    failure = TaskFailure(
-        task=ctx.task_name,
-        job_id=ctx.job_id,
-        request_id=ctx.request_id,
-        attempt=ctx.attempt,
-        arguments=arguments,
-        error=f"{type(exc).__name__}: {exc}",
-        traceback="".join(traceback.format_exception(exc)),
-    )
-    try:
-        async with ctx.resources.sessions() as session:
-            session.add(failure)
-            await session.commit()
-    except Exception:
-        ctx.log.exception("task_failure_not_recorded")
-        return
-    ctx.log.error("task_failed_permanently", failure_id=failure.id, attempt=ctx.attempt)
 
 
 def _since(started: float) -> float:

@@ -1,0 +1,35 @@
+"""GET /jobs/{job_id}: where a scheduled task stands, as its row says."""
+
+from datetime import datetime
+from typing import Literal
+
+from fastapi import APIRouter, HTTPException, status
+from pydantic import BaseModel
+
+from ..deps import SessionDep
+from ..models import Job
+
+router = APIRouter(tags=["jobs"])
+
+
+class JobOut(BaseModel):
+    id: str
+    task: str
+    status: Literal["pending", "running", "succeeded", "failed"]
+    """pending: waiting for its first try or its next; running; then succeeded or failed."""
+    tries: int
+    """Tries that ran to an end; the task's `tries` bounds them."""
+    interruptions: int
+    """Runs cut short by a crash or a shutdown; they do not count as tries."""
+    created_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    """The last try's error, when one failed."""
+
+
+@router.get("/jobs/{job_id}", responses={404: {"description": "No such job"}})
+async def get_job(job_id: str, session: SessionDep) -> JobOut:
+    job = await session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job {job_id}.")
+    return JobOut.model_validate(job, from_attributes=True)
