@@ -163,9 +163,9 @@ def test_switching_backend_touches_no_route_or_task_module(
         extra["TEST_DATABASE_URL"] = request.getfixturevalue("postgres_url")
     shared = sorted(
         path.relative_to(user_project)
-        for folder in ("api", "tasks")
+        for folder in ("api", "tasks", "jobs")
         for path in (user_project / PACKAGE / folder).glob("*.py")
-        if path.name not in ("queue.py", "__init__.py")
+        if path.name not in ("queue.py", "relay.py")
     )
     before = {name: (user_project / name).read_text() for name in shared}
 
@@ -174,7 +174,7 @@ def test_switching_backend_touches_no_route_or_task_module(
     assert {name: (user_project / name).read_text() for name in shared} == before
     assert_user_edits_kept(user_project)
     assert (user_project / PACKAGE / "worker.py").is_file()
-    assert "ArqTaskQueue" in (user_project / PACKAGE / "tasks/queue.py").read_text()
+    assert "QueueRedis" in (user_project / PACKAGE / "jobs/queue.py").read_text()
     assert "failed" not in run_gates(user_project, extra=extra)
     git(user_project, "add", "--all")
     git(user_project, "commit", "--quiet", "--message", "switch to arq")
@@ -184,8 +184,7 @@ def test_switching_backend_touches_no_route_or_task_module(
     assert {name: (user_project / name).read_text() for name in shared} == before
     assert_user_edits_kept(user_project)
     assert not (user_project / PACKAGE / "worker.py").exists()
-    assert not (user_project / PACKAGE / "api/jobs.py").exists()
-    assert "BackgroundTaskQueue" in (user_project / PACKAGE / "tasks/queue.py").read_text()
+    assert "BackgroundTasks" in (user_project / PACKAGE / "jobs/queue.py").read_text()
     assert "failed" not in run_gates(user_project, extra=extra)
     answers = yaml.safe_load((user_project / ".copier-answers.yml").read_text())
     assert answers["database"] == database

@@ -18,7 +18,7 @@ from typing import Any
 
 from acme_shop.deps import LoggerDep, TasksDep
 from acme_shop.main import create_app
-from acme_shop.tasks.runtime import TaskContext, task
+from acme_shop.jobs import TaskContext, task
 from fastapi import APIRouter, FastAPI, Request
 
 
@@ -85,7 +85,7 @@ def raw_arq() -> FastAPI:
 
 def fast_enqueue() -> FastAPI:
     from acme_shop.settings import Settings
-    from acme_shop.tasks.queue import connect_redis
+    from acme_shop.jobs.queue import connect_redis
 
     async def connect() -> Any:
         return connect_redis(Settings())

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from acme_shop.settings import Settings
-from acme_shop.tasks.queue import _ENQUEUE_SCRIPT, QueueRedis, connect_redis
+from acme_shop.jobs.queue import _ENQUEUE_SCRIPT, QueueRedis, connect_redis
 from arq.connections import ArqRedis
 
 

@@ -43,6 +43,8 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
         cache_logger_on_first_use=False,
     )
+    # Its DEBUG lines print every SQL statement with its values, a job's arguments included.
+    logging.getLogger("aiosqlite").setLevel(logging.INFO)
 
 
 def new_id() -> str:

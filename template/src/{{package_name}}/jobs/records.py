@@ -179,18 +179,26 @@ async def release_job(
     log.warning("job_requeued", reason="shutdown")
 
 
-async def fail_job(sessions: async_sessionmaker[AsyncSession], job_id: str, error: str) -> bool:
-    """End a job that cannot run (unknown task, refused by the queue) as failed with `error`;
-    False when it had already ended."""
-    now = utcnow()
+async def fail_job(sessions: async_sessionmaker[AsyncSession], job: Job, error: str) -> None:
+    """End a job that cannot run (its task is unknown here, or the queue refused it) as
+    failed with `error`, and log it as `task_failed_permanently`, unless it had ended."""
     async with sessions.begin() as session:
-        result = await session.execute(
+        ended = await session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status.in_(("pending", "running")))
-            .values(status="failed", error=error, finished_at=now, lease_until=None)
+            .where(Job.id == job.id, Job.status.in_(("pending", "running")))
+            .values(status="failed", error=error, finished_at=utcnow(), lease_until=None)
             .returning(Job.id)
         )
-        return result.one_or_none() is not None
+        if ended.one_or_none() is None:
+            return
+    log: FilteringBoundLogger = structlog.get_logger()
+    log.error(
+        "task_failed_permanently",
+        task=job.task,
+        job_id=job.id,
+        request_id=job.request_id,
+        error=error,
+    )
 
 
 async def succeed_job(sessions: async_sessionmaker[AsyncSession], job_id: str) -> None:
