@@ -816,16 +816,19 @@ def test_r11_a_retried_order_with_its_idempotency_key_makes_one_order(
     [(jobs,)] = query(database_url, "SELECT COUNT(*) FROM jobs")
     replayed = sum(
         (response.status_code, response.json()) == (first.status_code, first.json())
+        and response.headers.get("Idempotent-Replayed") == "true"
         for response in again
     )
     print(
         f"\nR11 {backend_of(drill_project)}, {database_of(drill_project)}: POST /order, then "
         f"{retries} retries with the same Idempotency-Key and body: first {first.status_code}, "
         f"retries {[response.status_code for response in again]} ({replayed} replayed the first "
-        f"response exactly); orders {orders}, job rows {jobs}, task runs {dict(runs)}, "
+        f"response exactly, marked Idempotent-Replayed); orders {orders}, job rows {jobs}, "
+        f"task runs {dict(runs)}, "
         f"confirmation emails {sink.to('retry@example.com')}"
     )
     assert first.status_code == 201
+    assert "Idempotent-Replayed" not in first.headers
     assert replayed == retries
     assert (orders, jobs) == (1, 3)
     assert runs == {"send_order_confirmation": 1, "update_inventory": 1, "notify_admin": 1}
