@@ -6,10 +6,11 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from ..deps import LoggerDep, SessionDep, TasksDep
+from ..idempotency import Idempotent, IdempotentRoute
 from ..models import Event
 from ..tasks.events import process_event
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=IdempotentRoute)
 
 
 class EventIn(BaseModel):
@@ -24,7 +25,7 @@ class EventOut(BaseModel):
     """Ids of the tasks the request scheduled."""
 
 
-@router.post("/events", status_code=202)
+@router.post("/events", status_code=202, dependencies=[Idempotent])
 async def create_event(
     body: EventIn, session: SessionDep, tasks: TasksDep, log: LoggerDep
 ) -> EventOut:
