@@ -19,6 +19,13 @@ draft-ietf-httpapi-idempotency-key-header:
 - A key is remembered for `idempotency_key_ttl_seconds` after its first use; expired
   keys are deleted as new ones are reserved.
 
+No crash can commit a request's work without its stored response, nor run it twice:
+they are one transaction. What a crash can still cost is time: a request killed after
+it reserved its key (or whose commit failed) holds the key until its lease ends, and
+retries get 409 until then. A 4xx raised by a route is stored just after the route's
+transaction rolled back, in a transaction of its own: a crash between the two leaves
+the key to its lease, and the retry runs again (nothing of the first was committed).
+
 A route opts in with `dependencies=[Idempotent]`, on a router made with
 `APIRouter(route_class=IdempotentRoute)`.
 """
@@ -282,12 +289,16 @@ async def take_key(
     # its place; the first one, if it ever ends, finds the key taken and rolls back.
     taken = await session.scalar(
         update(IdempotencyKey)
-        .where(IdempotencyKey.key == key, IdempotencyKey.holder == row.holder)
+        .where(
+            IdempotencyKey.key == key,
+            IdempotencyKey.holder == row.holder,
+            IdempotencyKey.status_code.is_(None),
+        )
         .values(reservation)
         .returning(IdempotencyKey.key)
     )
     await session.commit()
-    if taken is None:  # another retry took it first
+    if taken is None:  # another retry took it first, or the first one ended just now
         raise in_flight()
     return holder
 

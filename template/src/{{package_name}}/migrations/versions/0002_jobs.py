@@ -9,9 +9,7 @@ Create Date: 2026-11-26
 """
 
 from collections.abc import Sequence
-{%- if database == 'sqlite' %}
 from datetime import UTC, datetime
-{%- endif %}
 
 import sqlalchemy as sa
 from alembic import op
@@ -44,7 +42,6 @@ def upgrade() -> None:
     op.create_index("ix_jobs_status_due_at", "jobs", ["status", "due_at"])
     op.create_index(op.f("ix_jobs_request_id"), "jobs", ["request_id"])
     op.create_index(op.f("ix_jobs_task"), "jobs", ["task"])
-{%- if database == 'sqlite' %}
     leases = op.create_table(
         "leases",
         sa.Column("name", sa.String(length=64), nullable=False),
@@ -55,7 +52,6 @@ def upgrade() -> None:
     op.bulk_insert(
         leases, [{"name": "relay", "holder": "", "expires_at": datetime(1970, 1, 1, tzinfo=UTC)}]
     )
-{%- endif %}
     op.execute(
         "INSERT INTO jobs (id, task, request_id, status, tries, interruptions, due_at, "
         "created_at, finished_at, error, traceback) "
@@ -89,9 +85,7 @@ def downgrade() -> None:
         "SELECT task, id, request_id, tries, '', coalesce(error, ''), coalesce(traceback, ''), "
         "coalesce(finished_at, created_at) FROM jobs WHERE status = 'failed'"
     )
-{%- if database == 'sqlite' %}
     op.drop_table("leases")
-{%- endif %}
     op.drop_index(op.f("ix_jobs_task"), table_name="jobs")
     op.drop_index(op.f("ix_jobs_request_id"), table_name="jobs")
     op.drop_index("ix_jobs_status_due_at", table_name="jobs")
