@@ -123,6 +123,7 @@ async def list_failed_jobs(
         str | None, Query(max_length=500, description="The `next_cursor` of the page before")
     ] = None,
 ) -> FailedJobs:
+    """The jobs that failed for good, the latest failure first, a page at a time."""
     try:
         page = await list_failed(session, task=task, limit=limit, cursor=cursor)
     except ValueError as problem:
@@ -134,6 +135,7 @@ async def list_failed_jobs(
 
 @router.get("/tasks/failed/{job_id}")
 async def get_failed_job(job_id: str, session: SessionDep) -> FailedJobDetail:
+    """A failed job, with the traceback of its last try."""
     job = await session.get(Job, job_id)
     if job is None or job.status != "failed":
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No failed job {job_id}.")

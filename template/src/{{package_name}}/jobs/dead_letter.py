@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 from sqlalchemy import select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.typing import FilteringBoundLogger
@@ -52,6 +52,11 @@ class FailedJob(BaseModel):
     created_at: datetime
     finished_at: datetime | None
     """When it failed."""
+
+    @field_validator("created_at", "finished_at")
+    @classmethod
+    def in_utc(cls, moment: datetime | None) -> datetime | None:
+        return as_utc(moment) if moment is not None else None
 
 
 @dataclass(frozen=True)
