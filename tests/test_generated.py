@@ -15,10 +15,10 @@ EXPECTED_TESTS = {
     "background-examples-postgresql": 115,
     "background-minimal-sqlite": 70,
     "background-minimal-postgresql": 70,
-    "arq-examples-sqlite": 129,
-    "arq-examples-postgresql": 129,
-    "arq-minimal-sqlite": 82,
-    "arq-minimal-postgresql": 82,
+    "arq-examples-sqlite": 130,
+    "arq-examples-postgresql": 130,
+    "arq-minimal-sqlite": 83,
+    "arq-minimal-postgresql": 83,
 }
 
 
