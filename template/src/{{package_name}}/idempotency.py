@@ -35,7 +35,7 @@ import inspect
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import anyio
@@ -52,7 +52,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .deps import SessionDep
 from .logging import get_logger, get_request_id, new_id
-from .models import IdempotencyKey, utcnow
+from .models import IdempotencyKey, as_utc, utcnow
 from .resources import get_resources
 from .settings import Settings, get_settings
 
@@ -382,11 +382,6 @@ async def handled_response(request: Request, error: Exception) -> Response | Non
     if inspect.isawaitable(response):
         response = await response
     return response  # type: ignore[no-any-return]
-
-
-def as_utc(moment: datetime) -> datetime:
-    """`moment` with its time zone: SQLite gives UTC times back without one."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class IdempotentRoute(APIRoute):

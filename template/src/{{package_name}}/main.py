@@ -12,6 +12,7 @@ import httpx
 from fastapi import FastAPI
 
 from .api import api_router
+from .api.failed_tasks import warn_if_disabled
 from .jobs.queue import open_task_backend
 from .logging import RequestIdMiddleware, configure_logging
 from .resources import open_resources
@@ -25,6 +26,7 @@ def create_app(
     replaces the network for outgoing HTTP calls (tests use local stubs)."""
     settings = settings or Settings()
     configure_logging(settings)
+    warn_if_disabled(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:

@@ -1,15 +1,17 @@
 """GET /jobs/{job_id}: where a scheduled task stands, as its row says."""
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, status
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 from ..deps import SessionDep
-from ..models import Job
+from ..models import Job, as_utc
 
 router = APIRouter(tags=["jobs"])
+
+UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class JobOut(BaseModel):
@@ -21,8 +23,8 @@ class JobOut(BaseModel):
     """Tries that ran to an end; the task's `tries` bounds them."""
     interruptions: int
     """Runs cut short by a crash or a shutdown; they do not count as tries."""
-    created_at: datetime
-    finished_at: datetime | None
+    created_at: UTCDateTime
+    finished_at: UTCDateTime | None
     error: str | None
     """The last try's error, when one failed."""
 

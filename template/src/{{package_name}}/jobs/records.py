@@ -137,9 +137,12 @@ async def record_outcome(
 ) -> None:
     """Write how the try ended; a final failure is logged as `task_failed_permanently`."""
     now = utcnow()
-    values: dict[str, Any] = {"tries": Job.tries + 1, "lease_until": None}
-    if outcome.error is not None:  # a success keeps the error of the try before it, if any
-        values |= {"error": outcome.error, "traceback": outcome.traceback}
+    values: dict[str, Any] = {
+        "tries": Job.tries + 1,
+        "lease_until": None,
+        "error": outcome.error,  # None after a success: the row reads as it ended
+        "traceback": outcome.traceback,
+    }
     if outcome.status == "retry":
         values |= {"status": "pending", "due_at": now + timedelta(seconds=outcome.retry_in)}
     else:

@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     op.create_index("ix_jobs_status_due_at", "jobs", ["status", "due_at"])
+    op.create_index("ix_jobs_status_finished_at", "jobs", ["status", "finished_at", "id"])
     op.create_index(op.f("ix_jobs_request_id"), "jobs", ["request_id"])
     op.create_index(op.f("ix_jobs_task"), "jobs", ["task"])
     leases = op.create_table(
@@ -88,5 +89,6 @@ def downgrade() -> None:
     op.drop_table("leases")
     op.drop_index(op.f("ix_jobs_task"), table_name="jobs")
     op.drop_index(op.f("ix_jobs_request_id"), table_name="jobs")
+    op.drop_index("ix_jobs_status_finished_at", table_name="jobs")
     op.drop_index("ix_jobs_status_due_at", table_name="jobs")
     op.drop_table("jobs")
