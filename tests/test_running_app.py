@@ -88,10 +88,10 @@ def test_arq_worker_sends_the_email_and_the_job_completes(
         delivered = wait_for(lambda: sink.to("ada@example.com") == 1, 10, "welcome email")
         [job_id] = response.json()["jobs"]
         wait_for(
-            lambda: httpx.get(f"{base}/jobs/{job_id}").json()["status"] == "complete", 10, "job"
+            lambda: httpx.get(f"{base}/jobs/{job_id}").json()["status"] == "succeeded", 10, "job"
         )
         job = httpx.get(f"{base}/jobs/{job_id}").json()
-        assert (job["success"], job["tries"]) == (True, 1)
+        assert (job["status"], job["tries"], job["error"]) == ("succeeded", 1, None)
         print(f"arq: welcome email delivered {delivered:.3f} s after /register answered")
     finally:
         worker.stop()

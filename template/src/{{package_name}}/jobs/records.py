@@ -163,7 +163,9 @@ async def record_outcome(
 async def release_job(
     sessions: async_sessionmaker[AsyncSession], job_id: str, log: FilteringBoundLogger
 ) -> None:
-    """Put a job cut short by a shutdown back to pending, as an interruption."""
+    """Put a job cut short by a shutdown back to pending, as an interruption. (A process
+    that exits before this is written leaves the row running: the relay takes it back
+    once its lease runs out.)"""
     try:
         async with sessions.begin() as session:
             await session.execute(

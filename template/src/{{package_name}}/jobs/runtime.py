@@ -177,7 +177,10 @@ async def run_task(
         transient = isinstance(exc, (*task.retry_on, TimeoutError))
         will_retry = transient and ctx.attempt < task.tries
         retry_in = retry_delay(ctx.settings, ctx.attempt) if will_retry else 0.0
-        error = f"{type(exc).__name__}: {exc}"
+        message = str(exc)
+        if not message and isinstance(exc, TimeoutError):  # anyio's says nothing
+            message = f"the try ran past its {timeout_of(task, ctx.settings):g} s timeout"
+        error = f"{type(exc).__name__}: {message}"
         log.error(
             "task_failed",
             arguments=arguments,
