@@ -1,14 +1,16 @@
-"""What the template costs: `uv run python -m bench.run` (about 6 minutes).
+"""What the template costs: `uv run python -m bench.run` (about 11 minutes).
 
 Renders the projects it needs, starts real processes on 127.0.0.1 (uvicorn,
 arq workers, a redis-server on its own port), measures, prints a table and
-writes it as JSON to bench/results/ (git-ignored; the processes' output in
-bench/results/logs/). Every ratio compares
-numbers taken in this run, A and B alternated round by round, so that the
-noise of a shared machine falls on both sides alike.
+writes it as JSON to bench/results/ (git-ignored; the processes' output and the
+SQLite databases in bench/results/logs/). Every ratio compares numbers taken in
+this run, A and B alternated round by round, so that the noise of a shared
+machine falls on both sides alike.
 
 Options: --rounds N (3), --seconds S per wrk run (5), --jobs N for the worker (2000),
---quick (1 round, 2 s, 300 jobs, 2 copies: a smoke run, its numbers mean little).
+--quick (1 round, 2 s, 300 jobs, 2 copies: a smoke run, its numbers mean little),
+--no-postgresql (skip the outbox rows on PostgreSQL: `TEST_DATABASE_URL` when it
+answers, else a throwaway server), --table JSON (print the table of an earlier run).
 """
 
 import argparse
@@ -196,9 +198,6 @@ def prepare(workdir: Path, backend: str, database: str = "sqlite") -> Path:
     return project
 
 
-# --- the measures ---------------------------------------------------------------------------
-
-
 # --- databases ------------------------------------------------------------------------------
 
 
@@ -213,8 +212,8 @@ class Databases:
     made: list[str] = field(default_factory=list)
 
     def new(self, project: Path, env: dict[str, str], name: str) -> dict[str, str]:
-        """`env` with a new database called `name`, migrated by `project` as a deploy does
-        (the schema first, then the processes)."""
+        """`env` with a new database, migrated by `project` as a deploy does (the schema
+        first, then the processes). `name`: the SQLite file's (PostgreSQL's are random)."""
         if self.postgresql is None:
             url = f"sqlite+aiosqlite:///{self.folder / name}.db"
         else:
@@ -270,7 +269,9 @@ class App:
     runs_jobs: bool
     """Whether it runs its jobs itself (background backend), so that the rows end."""
 
-    def load(self, path: str, *, seconds: float, connections: int, close: bool = False) -> Any:
+    def load(
+        self, path: str, *, seconds: float, connections: int, close: bool = False
+    ) -> dict[str, float]:
         """wrk on POST `path`; then, if it runs its jobs, wait until they have run."""
         result = wrk(f"{self.base}{path}", seconds=seconds, connections=connections, close=close)
         if self.runs_jobs and self.database_url:
@@ -543,7 +544,8 @@ def jobs_table(
         f"| {name} | {m['jobs_per_s']:.0f} | {m['jobs_per_s'] / reference:.2f}x |"
         for name, m in measured.items()
     ]
-    return [title, f"| {columns[0]} | jobs/s | {columns[1]} |", "| --- | ---: | ---: |", *rows, ""]
+    header = [f"| {columns[0]} | jobs/s | {columns[1]} |", "| --- | ---: | ---: |"]
+    return [title, "", *header, *rows, ""]
 
 
 def outbox_table(results: dict[str, Any]) -> list[str]:
@@ -555,6 +557,7 @@ def outbox_table(results: dict[str, Any]) -> list[str]:
     lines = [
         "Outbox: the generated endpoint with its job row (as shipped) and without "
         f"(generated_no_outbox), wrk -t1 -c{CONNECTIONS}",
+        "",
         "| route | backend | database | with row req/s | without req/s | with / without "
         "| p50 ms with / without | per request |",
         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
@@ -572,6 +575,7 @@ def outbox_table(results: dict[str, Any]) -> list[str]:
                     f"| {extra_ms:+.2f} ms |"
                 )
     lines += [
+        "",
         "(/noop: the job row is the request's only write; /event: it is one more INSERT in a",
         "transaction that stores an event anyway. Per request: 1/(req/s) with the row minus",
         "without, the serving time the row adds; under background it includes running the",
@@ -593,6 +597,7 @@ def table(results: dict[str, Any]) -> str:
     bare = endpoints["bare FastAPI"]["rps"]
     raw = endpoints["raw arq enqueue_job"]["rps"]
     lines.append(f"Endpoints: wrk -t1 -c{CONNECTIONS}, POST, median of {results['rounds']} rounds")
+    lines.append("")
     lines.append("| endpoint | req/s | p50 ms | p99 ms | vs bare | vs raw arq |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, m in endpoints.items():
@@ -606,6 +611,7 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     lines += outbox_table(results)
     lines.append("Every request schedules a 2-second task: wrk -t1 -c16")
+    lines.append("")
     lines.append("| endpoint | req/s | p50 ms | p99 ms |")
     lines.append("| --- | ---: | ---: | ---: |")
     for name, m in results["slow_tasks"].items():
@@ -649,7 +655,13 @@ def main() -> None:
     parser.add_argument(
         "--no-postgresql", action="store_true", help="skip the outbox rows on PostgreSQL"
     )
+    parser.add_argument(
+        "--table", type=Path, metavar="JSON", help="print the table of a run written before"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     from bench.hashing import measure_hashing  # bench.hashing imports this module
 
     if args.quick:
