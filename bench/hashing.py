@@ -24,8 +24,7 @@ from typing import Any
 import copier
 import httpx
 
-from bench.run import TEMPLATE, UVICORN_FLAGS, install, project_env
-from tests.redis_server import free_port
+from bench.run import TEMPLATE, install, project_env, serve
 
 REGISTER_CONNECTIONS = 8
 
@@ -54,27 +53,10 @@ def serve_generated(project: Path, env: dict[str, str], log: Path) -> Iterator[s
         check=True,
         capture_output=True,
     )
-    port = free_port()
-    command = ["uv", "run", "--no-sync", "uvicorn", "acme_shop.main:create_app", "--factory"]
-    with log.open("ab") as out:
-        server = subprocess.Popen(
-            [*command, *UVICORN_FLAGS, "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while not health_answers(base):
-            assert server.poll() is None, f"uvicorn exited:\n{log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"uvicorn did not answer; see {log}"
-            time.sleep(0.1)
+    with serve(
+        project, "create_app", env, log, module="acme_shop.main", ready=health_answers
+    ) as base:
         yield base
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 # The liveness route; templates before the live/ready split (`--vcs-ref`) answer /health.

@@ -1,13 +1,16 @@
-"""What the template costs: `uv run python -m bench.run` (about 6 minutes).
+"""What the template costs: `uv run python -m bench.run` (about 11 minutes).
 
 Renders the projects it needs, starts real processes on 127.0.0.1 (uvicorn,
 arq workers, a redis-server on its own port), measures, prints a table and
-writes it as JSON to bench/results/ (git-ignored). Every ratio compares
-numbers taken in this run, A and B alternated round by round, so that the
-noise of a shared machine falls on both sides alike.
+writes it as JSON to bench/results/ (git-ignored; the processes' output and the
+SQLite databases in bench/results/logs/). Every ratio compares numbers taken in
+this run, A and B alternated round by round, so that the noise of a shared
+machine falls on both sides alike.
 
 Options: --rounds N (3), --seconds S per wrk run (5), --jobs N for the worker (2000),
---quick (1 round, 2 s, 300 jobs, 2 copies: a smoke run, its numbers mean little).
+--quick (1 round, 2 s, 300 jobs, 2 copies: a smoke run, its numbers mean little),
+--no-postgresql (skip the outbox rows on PostgreSQL: `TEST_DATABASE_URL` when it
+answers, else a throwaway server), --table JSON (print the table of an earlier run).
 """
 
 import argparse
@@ -16,21 +19,26 @@ import os
 import platform
 import re
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, closing, contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import copier
 import httpx
+import psycopg
 
+from tests.postgres_server import create_database, running_postgres
 from tests.redis_server import free_port, own_redis
 
 TEMPLATE = Path(__file__).resolve().parent.parent
@@ -39,6 +47,7 @@ RESULTS = BENCH / "results"
 COPIER = Path(sys.executable).parent / "copier"
 UVICORN_FLAGS = ("--host", "127.0.0.1", "--no-access-log", "--log-level", "warning")
 CONNECTIONS = 32
+BACKENDS = ("background", "arq")
 
 
 # --- processes ------------------------------------------------------------------------------
@@ -67,9 +76,26 @@ def project_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def noop_answers(base: str) -> bool:
+    """Whether the bench app at `base` (its URL) answers POST /noop with a 2xx."""
+    try:
+        return httpx.post(f"{base}/noop", timeout=2).status_code < 300
+    except httpx.TransportError:
+        return False
+
+
 @contextmanager
-def serve(project: Path, factory: str, env: dict[str, str], log: Path) -> Iterator[str]:
-    """`uvicorn bench_apps:<factory> --factory` in `project`; yields its base URL."""
+def serve(
+    project: Path,
+    factory: str,
+    env: dict[str, str],
+    log: Path,
+    *,
+    module: str = "bench_apps",
+    ready: Callable[[str], bool] = noop_answers,
+) -> Iterator[str]:
+    """`uvicorn <module>:<factory> --factory` in `project`, its output appended to `log`;
+    yields its base URL once `ready(base URL)` says it answers (within 30 s)."""
     port = free_port()
     with log.open("ab") as out:
         server = subprocess.Popen(
@@ -78,7 +104,7 @@ def serve(project: Path, factory: str, env: dict[str, str], log: Path) -> Iterat
                 "run",
                 "--no-sync",
                 "uvicorn",
-                f"bench_apps:{factory}",
+                f"{module}:{factory}",
                 "--factory",
                 *UVICORN_FLAGS,
                 "--port",
@@ -92,13 +118,8 @@ def serve(project: Path, factory: str, env: dict[str, str], log: Path) -> Iterat
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
-        while True:
+        while not ready(base):
             assert server.poll() is None, f"uvicorn {factory} exited:\n{log.read_text()[-3000:]}"
-            try:
-                if httpx.post(f"{base}/noop", timeout=2).status_code < 300:
-                    break
-            except httpx.TransportError:
-                pass
             assert time.monotonic() < deadline, f"uvicorn {factory} did not answer; see {log}"
             time.sleep(0.1)
         yield base
@@ -166,83 +187,243 @@ def render(dst: Path, **answers: Any) -> Path:
     return dst
 
 
-def prepare(workdir: Path, backend: str) -> Path:
+def prepare(workdir: Path, backend: str, database: str = "sqlite") -> Path:
     """A rendered project with the bench apps in it, its environment synced."""
-    project = render(workdir / backend / "acme-shop", task_backend=backend)
+    project = render(
+        workdir / f"{backend}-{database}" / "acme-shop", task_backend=backend, database=database
+    )
     for name in ("bench_apps.py", "bench_worker.py", "bench_enqueue.py"):
         shutil.copy(BENCH / "project" / name, project / name)
     subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=project_env(), check=True)
     return project
 
 
+# --- databases ------------------------------------------------------------------------------
+
+
+@dataclass
+class Databases:
+    """A fresh, migrated database for each server that writes job rows, so that no server
+    sees another's rows or waits for another's writes: an SQLite file each in `folder`,
+    or with `postgresql` (a server's URL) a database each on that server."""
+
+    folder: Path
+    postgresql: str | None = None
+    made: list[str] = field(default_factory=list)
+
+    def new(self, project: Path, env: dict[str, str], name: str) -> dict[str, str]:
+        """`env` with a new database, migrated by `project` as a deploy does (the schema
+        first, then the processes). `name`: the SQLite file's (PostgreSQL's are random)."""
+        if self.postgresql is None:
+            url = f"sqlite+aiosqlite:///{self.folder / name}.db"
+        else:
+            url = create_database(self.postgresql, f"bench_{uuid.uuid4().hex}")
+        self.made.append(url)
+        env = {**env, "ACME_SHOP_DATABASE_URL": url}
+        migrate = [str(project / ".venv/bin/acme_shop"), "migrate"]
+        subprocess.run(migrate, env=env, check=True, stdout=subprocess.DEVNULL)
+        return env
+
+    def drop(self) -> None:
+        """Drop the PostgreSQL databases made (SQLite files stay with the logs)."""
+        if self.postgresql is None:
+            return
+        with psycopg.connect(self.postgresql, autocommit=True) as connection:
+            for url in self.made:
+                name = url.rpartition("/")[2]
+                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def job_counts(database_url: str) -> dict[str, int]:
+    """How many job rows the app's database (its SQLAlchemy URL) holds, by status."""
+    query = "SELECT status, count(*) FROM jobs GROUP BY status"
+    if database_url.startswith("sqlite"):
+        path = database_url.partition(":///")[2]
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+            return dict(db.execute(query).fetchall())
+    url = database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    with psycopg.connect(url) as connection:
+        return dict(connection.execute(query).fetchall())
+
+
+def wait_for_jobs(database_url: str, timeout: float = 300) -> None:
+    """Return once no job is pending or running in the database: the jobs one load left
+    behind would otherwise run during the next contender's load."""
+    deadline = time.monotonic() + timeout
+    while (counts := job_counts(database_url)).get("pending", 0) + counts.get("running", 0):
+        assert time.monotonic() < deadline, f"jobs still owed after {timeout} s: {counts}"
+        time.sleep(0.2)
+
+
 # --- the measures ---------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class App:
+    """A served bench app."""
+
+    base: str
+    """Its URL."""
+    database_url: str | None
+    """Its own database, when it writes job rows."""
+    runs_jobs: bool
+    """Whether it runs its jobs itself (background backend), so that the rows end."""
+
+    def load(
+        self, path: str, *, seconds: float, connections: int, close: bool = False
+    ) -> dict[str, float]:
+        """wrk on POST `path`; then, if it runs its jobs, wait until they have run."""
+        result = wrk(f"{self.base}{path}", seconds=seconds, connections=connections, close=close)
+        if self.runs_jobs and self.database_url:
+            wait_for_jobs(self.database_url)
+        return result
+
+
+def serve_apps(
+    stack: ExitStack,
+    servers: dict[str, tuple[Path, str]],
+    env: dict[str, str],
+    databases: Databases,
+    logs: Path,
+    *,
+    phase: str,
+) -> dict[str, App]:
+    """Start each named server, (project, factory), in `stack`: the generated ones each on
+    a database of its own. `phase` names the measure, in the log and database names."""
+    apps = {}
+    for name, (project, factory) in servers.items():
+        label = f"{phase}-{project.parent.name}-{factory}"
+        app_env = databases.new(project, env, label) if factory.startswith("generated") else env
+        base = stack.enter_context(serve(project, factory, app_env, logs / f"{label}.log"))
+        database_url = app_env.get("ACME_SHOP_DATABASE_URL") if app_env is not env else None
+        apps[name] = App(base, database_url, runs_jobs=not is_arq(project))
+    return apps
+
+
+def is_arq(project: Path) -> bool:
+    return (project / "src" / "acme_shop" / "worker.py").exists()
+
+
+def check_jobs(apps: dict[str, App]) -> dict[str, dict[str, int]]:
+    """Each app's job rows by status; every row of an app that runs its jobs succeeded (a
+    task missing from `tasks.TASKS` would fail them all)."""
+    counts = {name: job_counts(app.database_url) for name, app in apps.items() if app.database_url}
+    for name, app in apps.items():
+        if app.runs_jobs and app.database_url:
+            assert set(counts[name]) <= {"succeeded"}, f"{name}: jobs {counts[name]}"
+    return counts
+
+
+# The rows of the outbox's cost: the generated endpoint with its job row, and without; on
+# POST /noop (the job row is the request's only write) and POST /event (one more INSERT in
+# a transaction that the route opens anyway, to store an event).
+WITH_ROW, WITHOUT_ROW = "generated, {backend} backend", "generated, {backend}, no outbox row"
+EVENT = ", POST /event"
+
+
+def outbox_servers(projects: dict[str, Path]) -> dict[str, tuple[Path, str]]:
+    servers = {}
+    for backend, project in projects.items():
+        servers[WITH_ROW.format(backend=backend)] = (project, "generated")
+        servers[WITHOUT_ROW.format(backend=backend)] = (project, "generated_no_outbox")
+    return servers
+
+
 def measure_endpoints(
-    projects: dict[str, Path], env: dict[str, str], logs: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Requests per second of four endpoints, each in its own uvicorn, side by side."""
+    projects: dict[str, Path],
+    env: dict[str, str],
+    databases: Databases,
+    logs: Path,
+    args: argparse.Namespace,
+) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """Requests per second of POST /noop in seven apps, each in its own uvicorn, side by
+    side; the generated app with and without its job row on each backend, also on POST
+    /event. Also each app's job rows by status."""
+    background, arq = projects["background"], projects["arq"]
+    outbox = outbox_servers(projects)
     servers = {
-        "bare FastAPI": (projects["background"], "bare"),
-        "generated, background backend": (projects["background"], "generated"),
-        "raw arq enqueue_job": (projects["arq"], "raw_arq"),
-        "generated QueueRedis.enqueue_job": (projects["arq"], "fast_enqueue"),
-        "generated, arq backend": (projects["arq"], "generated"),
+        "bare FastAPI": (background, "bare"),
+        **{name: outbox[name] for name in list(outbox)[:2]},
+        "raw arq enqueue_job": (arq, "raw_arq"),
+        "generated QueueRedis.enqueue_job": (arq, "fast_enqueue"),
+        **{name: outbox[name] for name in list(outbox)[2:]},
     }
-    with (
-        serve(*servers["bare FastAPI"], env, logs / "bare.log") as bare,
-        serve(*servers["generated, background backend"], env, logs / "bg.log") as background,
-        serve(*servers["raw arq enqueue_job"], env, logs / "raw-arq.log") as raw_arq,
-        serve(*servers["generated QueueRedis.enqueue_job"], env, logs / "fast.log") as fast,
-        serve(*servers["generated, arq backend"], env, logs / "arq.log") as arq,
-    ):
-        bases = dict(zip(servers, (bare, background, raw_arq, fast, arq), strict=True))
-        return alternate(
-            args.rounds,
-            {
-                name: (
-                    lambda base=base: wrk(
-                        f"{base}/noop", seconds=args.seconds, connections=CONNECTIONS
-                    )
-                )
-                for name, base in bases.items()
-            },
-        )
+    with ExitStack() as stack:
+        apps = serve_apps(stack, servers, env, databases, logs, phase="endpoints")
+        outbox_apps = {name: apps[name] for name in outbox}
+        contenders = {**loads(apps, "/noop", args), **loads(outbox_apps, "/event", args, EVENT)}
+        return alternate(args.rounds, contenders), check_jobs(apps)
+
+
+def loads(
+    apps: dict[str, App], path: str, args: argparse.Namespace, suffix: str = ""
+) -> dict[str, Callable[[], dict[str, float]]]:
+    """For each named app, a wrk run that POSTs its `path`, named the app's name + `suffix`."""
+    return {
+        name + suffix: lambda app=app: app.load(path, seconds=args.seconds, connections=CONNECTIONS)
+        for name, app in apps.items()
+    }
+
+
+def measure_outbox_postgresql(
+    projects: dict[str, Path], env: dict[str, str], logs: Path, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """The generated endpoint with and without its job row, on PostgreSQL (`TEST_DATABASE_URL`
+    when it answers, else a throwaway server), and the server's fsync setting. Also each
+    app's job rows by status."""
+    with running_postgres() as server_url, ExitStack() as stack:
+        databases = Databases(logs, postgresql=server_url)
+        stack.callback(databases.drop)
+        apps = serve_apps(stack, outbox_servers(projects), env, databases, logs, phase="outbox")
+        contenders = {**loads(apps, "/noop", args), **loads(apps, "/event", args, EVENT)}
+        measured = alternate(args.rounds, contenders)
+        with psycopg.connect(server_url) as connection:
+            fsync = connection.execute("SHOW fsync").fetchone()
+        return {"fsync": fsync[0] if fsync else "?", "endpoints": measured}, check_jobs(apps)
 
 
 def measure_slow_tasks(
-    projects: dict[str, Path], env: dict[str, str], logs: Path, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Latency while every request schedules a 2-second task (background backend)."""
-    project = projects["background"]
+    project: Path, env: dict[str, str], databases: Databases, logs: Path, args: argparse.Namespace
+) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """Latency while every request schedules a 2-second task (background backend). Also each
+    app's job rows by status."""
     seconds = max(args.seconds, 6)
-    with (
-        serve(project, "bare", env, logs / "bare-sleep.log") as bare,
-        serve(project, "generated", env, logs / "bg-sleep.log") as background,
-        serve(project, "generated_gc_off", env, logs / "bg-gc-off.log") as gc_off,
-    ):
+    servers = {
+        "bare": (project, "bare"),
+        "generated": (project, "generated"),
+        "gc off": (project, "generated_gc_off"),
+    }
+    with ExitStack() as stack:
+        apps = serve_apps(stack, servers, env, databases, logs, phase="slow")
         contenders = {}
         for close in (False, True):
             mode = "new connection per request" if close else "keep-alive"
-            for name, base in (("bare FastAPI", bare), ("generated, background", background)):
-                contenders[f"{name} ({mode})"] = lambda base=base, close=close: wrk(
-                    f"{base}/sleep", seconds=seconds, connections=16, close=close
+            for name, app in (
+                ("bare FastAPI", apps["bare"]),
+                ("generated, background", apps["generated"]),
+            ):
+                contenders[f"{name} ({mode})"] = lambda app=app, close=close: app.load(
+                    "/sleep", seconds=seconds, connections=16, close=close
                 )
+        generated, gc_off = apps["generated"], apps["gc off"]
         # The same generated endpoint with a no-op task: what the 2 s tasks add.
-        contenders["generated, background, no-op task (keep-alive)"] = lambda: wrk(
-            f"{background}/noop", seconds=seconds, connections=16
+        contenders["generated, background, no-op task (keep-alive)"] = lambda: generated.load(
+            "/noop", seconds=seconds, connections=16
         )
         # A diagnostic: each pending task keeps its request alive, and the collector scans them.
-        contenders["generated, background, garbage collector off (keep-alive)"] = lambda: wrk(
-            f"{gc_off}/sleep", seconds=seconds, connections=16
+        contenders["generated, background, garbage collector off (keep-alive)"] = lambda: (
+            gc_off.load("/sleep", seconds=seconds, connections=16)
         )
-        return alternate(args.rounds, contenders)
+        return alternate(args.rounds, contenders), check_jobs(apps)
 
 
 def measure_worker(
     project: Path, env: dict[str, str], logs: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
     """N no-op jobs drained by the generated worker and by a raw arq Worker."""
+    # All the rows are written before the drain starts, so they become overdue sooner than
+    # a request's would: the relay (it runs in the worker) would send them again meanwhile.
+    env = {**env, "ACME_SHOP_RELAY_GRACE_SECONDS": "3600"}
 
     def drain(kind: str) -> dict[str, float]:
         result_file = logs / f"worker-{kind}.json"
@@ -363,7 +544,45 @@ def jobs_table(
         f"| {name} | {m['jobs_per_s']:.0f} | {m['jobs_per_s'] / reference:.2f}x |"
         for name, m in measured.items()
     ]
-    return [title, f"| {columns[0]} | jobs/s | {columns[1]} |", "| --- | ---: | ---: |", *rows, ""]
+    header = [f"| {columns[0]} | jobs/s | {columns[1]} |", "| --- | ---: | ---: |"]
+    return [title, "", *header, *rows, ""]
+
+
+def outbox_table(results: dict[str, Any]) -> list[str]:
+    """What the job row costs per request: the same generated endpoint with it and without."""
+    databases = {"SQLite": results["endpoints"]}
+    if "outbox_postgresql" in results:
+        postgresql = results["outbox_postgresql"]
+        databases[f"PostgreSQL (fsync {postgresql['fsync']})"] = postgresql["endpoints"]
+    lines = [
+        "Outbox: the generated endpoint with its job row (as shipped) and without "
+        f"(generated_no_outbox), wrk -t1 -c{CONNECTIONS}",
+        "",
+        "| route | backend | database | with row req/s | without req/s | with / without "
+        "| p50 ms with / without | per request |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for route, suffix in (("POST /noop", ""), ("POST /event", EVENT)):
+        for database, measured in databases.items():
+            for backend in BACKENDS:
+                with_row = measured[WITH_ROW.format(backend=backend) + suffix]
+                without = measured[WITHOUT_ROW.format(backend=backend) + suffix]
+                extra_ms = (1 / with_row["rps"] - 1 / without["rps"]) * 1e3
+                lines.append(
+                    f"| {route} | {backend} | {database} | {with_row['rps']:.0f} "
+                    f"| {without['rps']:.0f} | {with_row['rps'] / without['rps']:.2f}x "
+                    f"| {with_row['p50_ms']:.2f} / {without['p50_ms']:.2f} "
+                    f"| {extra_ms:+.2f} ms |"
+                )
+    lines += [
+        "",
+        "(/noop: the job row is the request's only write; /event: it is one more INSERT in a",
+        "transaction that stores an event anyway. Per request: 1/(req/s) with the row minus",
+        "without, the serving time the row adds; under background it includes running the",
+        "job from its row after the response: its claim and its record.)",
+        "",
+    ]
+    return lines
 
 
 def hashing_table_lines(result: dict[str, Any]) -> list[str]:
@@ -378,16 +597,21 @@ def table(results: dict[str, Any]) -> str:
     bare = endpoints["bare FastAPI"]["rps"]
     raw = endpoints["raw arq enqueue_job"]["rps"]
     lines.append(f"Endpoints: wrk -t1 -c{CONNECTIONS}, POST, median of {results['rounds']} rounds")
+    lines.append("")
     lines.append("| endpoint | req/s | p50 ms | p99 ms | vs bare | vs raw arq |")
     lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
     for name, m in endpoints.items():
+        if name.endswith(EVENT):  # in the outbox table
+            continue
         vs_raw = f"{m['rps'] / raw:.2f}x" if "arq" in name or "Queue" in name else ""
         lines.append(
             f"| {name} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['rps'] / bare:.2f}x | {vs_raw} |"
         )
     lines.append("")
+    lines += outbox_table(results)
     lines.append("Every request schedules a 2-second task: wrk -t1 -c16")
+    lines.append("")
     lines.append("| endpoint | req/s | p50 ms | p99 ms |")
     lines.append("| --- | ---: | ---: | ---: |")
     for name, m in results["slow_tasks"].items():
@@ -428,7 +652,16 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2000)
     parser.add_argument("--copies", type=int, default=5)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--no-postgresql", action="store_true", help="skip the outbox rows on PostgreSQL"
+    )
+    parser.add_argument(
+        "--table", type=Path, metavar="JSON", help="print the table of a run written before"
+    )
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.table.read_text())))
+        return
     from bench.hashing import measure_hashing  # bench.hashing imports this module
 
     if args.quick:
@@ -436,33 +669,44 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
-        logs = workdir / "logs"
-        logs.mkdir()
+        logs = RESULTS / "logs"  # kept after the run, to read when a process failed
+        shutil.rmtree(logs, ignore_errors=True)
+        logs.mkdir(parents=True)
         if not shutil.which("redis-server"):
             install("redis-server", "redis-server")
         with own_redis() as redis_url:
             print("rendering and syncing the projects...", flush=True)
-            projects = {backend: prepare(workdir, backend) for backend in ("background", "arq")}
+            projects = {backend: prepare(workdir, backend) for backend in BACKENDS}
             env = project_env(
                 ACME_SHOP_LOG_FORMAT="json",
                 ACME_SHOP_REDIS_URL=redis_url,
                 ACME_SHOP_QUEUE_NAME="arq:bench",
-                ACME_SHOP_DATABASE_URL=f"sqlite+aiosqlite:///{workdir}/app.db",
             )
-            # As a deploy does: the schema first, then the processes (both projects share it).
-            migrate = [str(projects["arq"] / ".venv/bin/acme_shop"), "migrate"]
-            subprocess.run(migrate, env=env, check=True, stdout=subprocess.DEVNULL)
+            databases = Databases(logs)  # SQLite files, kept with the logs
             results: dict[str, Any] = {
                 "when": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine(),
                 "rounds": args.rounds,
                 "seconds": args.seconds,
                 "jobs": args.jobs,
+                "job rows": {},
             }
             print("endpoints...", flush=True)
-            results["endpoints"] = measure_endpoints(projects, env, logs, args)
+            results["endpoints"], results["job rows"]["endpoints"] = measure_endpoints(
+                projects, env, databases, logs, args
+            )
+            if not args.no_postgresql:
+                print("outbox on PostgreSQL...", flush=True)
+                pg_projects = {
+                    backend: prepare(workdir, backend, "postgresql") for backend in BACKENDS
+                }
+                results["outbox_postgresql"], results["job rows"]["postgresql"] = (
+                    measure_outbox_postgresql(pg_projects, env, logs, args)
+                )
             print("2-second tasks...", flush=True)
-            results["slow_tasks"] = measure_slow_tasks(projects, env, logs, args)
+            results["slow_tasks"], results["job rows"]["slow_tasks"] = measure_slow_tasks(
+                projects["background"], env, databases, logs, args
+            )
             print("password hashing...", flush=True)
             results["hashing"] = measure_hashing(
                 projects["background"],
@@ -473,7 +717,8 @@ def main() -> None:
             print("enqueue...", flush=True)
             results["enqueue"] = measure_enqueue(projects["arq"], env, logs, args)
             print("worker...", flush=True)
-            results["worker"] = measure_worker(projects["arq"], env, logs, args)
+            worker_env = databases.new(projects["arq"], env, "worker")
+            results["worker"] = measure_worker(projects["arq"], worker_env, logs, args)
         print("copier...", flush=True)
         results["copier"] = measure_copier(workdir, args)
 

@@ -6,7 +6,17 @@
 - fast_enqueue: the same endpoint calling the generated `QueueRedis.enqueue_job`
   (arq backend only): the enqueue alone, without the generated app around it;
 - generated: the generated app (`create_app`) plus a router whose endpoints take
-  `TasksDep` and `LoggerDep`, enqueue a no-op (or a 2-second) task and log.
+  `TasksDep` and `LoggerDep`, enqueue a no-op (or a 2-second) task and log: each
+  request writes the task's job row (the outbox) and commits, then dispatches it;
+  POST /event also stores an event row first, in the same transaction;
+- generated_no_outbox: the same app and endpoints, with `deps.get_task_queue`
+  replaced by a queue that writes no row and dispatches at once (background: runs
+  the task with `run_task` after the response, as `run_job` does but without the
+  row's claim and record; arq: enqueues the job): what the outbox costs per request;
+- generated_gc_off: a diagnostic, `generated` with the garbage collector off.
+
+The bench's tasks are added to the registry (`tasks.TASKS`), as a project adds its
+own: the background backend looks a job's task up there when it runs it.
 """
 
 import asyncio
@@ -16,10 +26,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from acme_shop.deps import LoggerDep, TasksDep
+from acme_shop import deps
+from acme_shop.deps import LoggerDep, SessionDep, TasksDep
+from acme_shop.jobs import Task, TaskContext, task
+from acme_shop.jobs.runtime import make_context, run_task
+from acme_shop.logging import get_request_id, new_id
 from acme_shop.main import create_app
-from acme_shop.jobs import TaskContext, task
-from fastapi import APIRouter, FastAPI, Request
+from acme_shop.models import Event
+from acme_shop.resources import get_resources
+from acme_shop.settings import get_settings
+from acme_shop.tasks import TASKS
+from fastapi import APIRouter, BackgroundTasks, FastAPI, Request
 
 
 @task()
@@ -32,6 +49,14 @@ async def sleep_2s(ctx: TaskContext) -> None:
     await asyncio.sleep(2)
 
 
+@task()
+async def note_event(ctx: TaskContext, event_id: int) -> None:
+    """Does nothing with its event: a task with an argument, as a route schedules one."""
+
+
+TASKS.extend([noop, sleep_2s, note_event])
+
+
 router = APIRouter()
 
 
@@ -40,6 +65,18 @@ async def enqueue_noop(tasks: TasksDep, log: LoggerDep) -> dict[str, str]:
     job_id = await tasks.enqueue(noop)
     log.info("noop_enqueued", job_id=job_id)
     return {"job": job_id}
+
+
+@router.post("/event")
+async def store_event(session: SessionDep, tasks: TasksDep, log: LoggerDep) -> dict[str, Any]:
+    """A route that writes anyway, as POST /events does: an event row, then a task for it,
+    committed together; the job row is then one more INSERT in that transaction."""
+    event = Event(name="bench", data={})
+    session.add(event)
+    await session.flush()
+    job_id = await tasks.enqueue(note_event, event.id)
+    log.info("event_stored", event_id=event.id, job_id=job_id)
+    return {"event": event.id, "job": job_id}
 
 
 @router.post("/sleep")
@@ -52,6 +89,66 @@ async def enqueue_sleep(tasks: TasksDep, log: LoggerDep) -> dict[str, str]:
 def generated() -> FastAPI:
     app = create_app()
     app.include_router(router)
+    return app
+
+
+class QueueWithoutRows:
+    """What routes get as `TasksDep` in `generated_no_outbox`: `enqueue` writes no job
+    row and hands the task straight to the backend with `send` (bench only: a job
+    without a row is lost if its process dies)."""
+
+    def __init__(self, send: Callable[[Task[Any], str, tuple[Any, ...]], Awaitable[None]]):
+        self.send = send
+
+    async def enqueue(self, task: Task[Any], /, *args: Any) -> str:
+        job_id = new_id()
+        await self.send(task, job_id, args)
+        return job_id
+
+
+async def background_queue_without_rows(
+    request: Request, session: SessionDep, background_tasks: BackgroundTasks
+) -> QueueWithoutRows:
+    """Runs each task after the response, one try with `run_task`: the same work and
+    log lines as `run_job`, without claiming and recording a row. It takes the request's
+    session as `get_task_queue` does, so that only the row differs."""
+    settings, resources = await get_settings(request), await get_resources(request)
+
+    async def send(task: Task[Any], job_id: str, args: tuple[Any, ...]) -> None:
+        ctx = make_context(
+            task,
+            settings=settings,
+            resources=resources,
+            job_id=job_id,
+            request_id=get_request_id(request),
+            attempt=1,
+        )
+        background_tasks.add_task(run_task, task, ctx, args, {})
+
+    return QueueWithoutRows(send)
+
+
+async def arq_queue_without_rows(request: Request, session: SessionDep) -> QueueWithoutRows:
+    """Enqueues each job to Redis at once, as the outbox's dispatch does after the commit:
+    the app's `QueueRedis`, the job's id as arq's, no arguments."""
+    settings = await get_settings(request)
+
+    async def send(task: Task[Any], job_id: str, args: tuple[Any, ...]) -> None:
+        await request.state.arq_redis.enqueue_job(
+            task.name, _job_id=job_id, _queue_name=settings.queue_name
+        )
+
+    return QueueWithoutRows(send)
+
+
+def generated_no_outbox() -> FastAPI:
+    """`generated`, its tasks dispatched without a job row."""
+    from acme_shop.jobs import queue
+
+    app = generated()
+    arq_backend = hasattr(queue, "send_jobs")
+    without_rows = arq_queue_without_rows if arq_backend else background_queue_without_rows
+    app.dependency_overrides[deps.get_task_queue] = without_rows
     return app
 
 
@@ -84,8 +181,8 @@ def raw_arq() -> FastAPI:
 
 
 def fast_enqueue() -> FastAPI:
-    from acme_shop.settings import Settings
     from acme_shop.jobs.queue import connect_redis
+    from acme_shop.settings import Settings
 
     async def connect() -> Any:
         return connect_redis(Settings())
@@ -109,7 +206,8 @@ def enqueue_app(connect: Callable[[], Awaitable[Any]]) -> FastAPI:
     @app.post("/noop")
     async def enqueue_noop_raw(request: Request) -> dict[str, str]:
         redis: ArqRedis = request.state.redis
-        job = await redis.enqueue_job("noop", None, _queue_name=queue_name)
+        # As the generated dispatch sends a job: its name, no arguments (they are in its row).
+        job = await redis.enqueue_job("noop", _queue_name=queue_name)
         assert job is not None
         return {"job": job.job_id}
 

@@ -12,8 +12,9 @@ import sys
 import time
 from typing import Any
 
-from acme_shop.settings import Settings
 from acme_shop.jobs.queue import _ENQUEUE_SCRIPT, QueueRedis, connect_redis
+from acme_shop.logging import new_id
+from acme_shop.settings import Settings
 from arq.connections import ArqRedis
 
 
@@ -37,7 +38,8 @@ async def main(kind: str, seconds: float, result_file: str) -> None:
     async def client() -> None:
         nonlocal count
         while time.perf_counter() < deadline:
-            job = await enqueue(redis, "noop", None, _queue_name=settings.queue_name)
+            # As the generated dispatch sends a job: its row's id, no arguments.
+            job = await enqueue(redis, "noop", _job_id=new_id(), _queue_name=settings.queue_name)
             assert job is not None
             count += 1
 
