@@ -252,33 +252,16 @@ def test_r1_every_failure_is_logged_with_its_request_and_later_tasks_still_run(
     sink, smtp_port = smtp_sink
     sink.refused.add(ORDER["email"])  # send_order_confirmation, the first of three, fails
     backend = backend_of(drill_project)
-    with tempfile.TemporaryDirectory() as redis_dir:
-        redis = RedisServer(Path(redis_dir)) if backend == "arq" else None
-        if redis:
-            redis.start()
-        env = drill_env(tmp_path, smtp_port, redis, database_url)
-        migrate(drill_project, env)
-        api, base = start_api(drill_project, env, tmp_path / "api.log")
-        worker = start_worker(drill_project, env, tmp_path / "worker.log") if redis else None
-        task_logs = worker or api
-        try:
-            with httpx.Client(base_url=base, timeout=10) as client:
-                statuses = Counter(
-                    client.post(
-                        "/order", json=ORDER, headers={"X-Request-ID": f"r1-{i}"}
-                    ).status_code
-                    for i in range(100)
-                )
-            wait_for(
-                lambda: len(task_logs.events("task_failed_permanently")) >= 100, 120, "100 failures"
+    with serving(drill_project, smtp_port, database_url, tmp_path) as (base, task_logs):
+        with httpx.Client(base_url=base, timeout=10) as client:
+            statuses = Counter(
+                client.post("/order", json=ORDER, headers={"X-Request-ID": f"r1-{i}"}).status_code
+                for i in range(100)
             )
-            wait_for(lambda: len(sink.accepted) >= 100, 60, "100 admin emails")
-        finally:
-            api.stop()
-            if worker:
-                worker.stop()
-            if redis:
-                redis.stop()
+        wait_for(
+            lambda: len(task_logs.events("task_failed_permanently")) >= 100, 120, "100 failures"
+        )
+        wait_for(lambda: len(sink.accepted) >= 100, 60, "100 admin emails")
 
     failed_lines = task_logs.events("task_failed")
     failed = [line for line in failed_lines if not line["will_retry"]]
