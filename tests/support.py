@@ -82,8 +82,10 @@ class Process:
             )
 
     def json_lines(self) -> list[dict[str, Any]]:
-        lines = self.log.read_text().splitlines()
-        return [json.loads(line) for line in lines if line.startswith("{")]
+        """The JSON lines logged so far; a last line still being written is left for later."""
+        text = self.log.read_text()
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
     def events(self, event: str) -> list[dict[str, Any]]:
         return [line for line in self.json_lines() if line.get("event") == event]
