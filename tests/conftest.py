@@ -31,19 +31,24 @@ def python_available(version: str) -> bool:
 PYTHONS = [version for version in ("3.11", "3.12", "3.13") if python_available(version)]
 
 # Every combination of the template's choice and bool questions, on each Python found;
+# opentelemetry on in some of them, so that each flavour is checked with and without it;
 # PostgreSQL on the lowest Python only (the database code is the same for every Python,
 # and CI must stay well under its 90 minutes on 2 cores).
 VARIANTS: dict[str, dict[str, Any]] = {
-    f"{backend}-{'examples' if examples else 'minimal'}-{database}-py{python}": {
+    f"{backend}-{'examples' if examples else 'minimal'}-{database}"
+    f"{'-otel' if tracing else ''}-py{python}": {
         "task_backend": backend,
         "include_examples": examples,
         "database": database,
         "python_version": python,
+        "opentelemetry": tracing,
     }
     for backend, examples, database, python in itertools.product(
         ("background", "arq"), (True, False), ("sqlite", "postgresql"), PYTHONS
     )
     if database == "sqlite" or python == PYTHONS[0]
+    # opentelemetry on the middle Python's SQLite variants and PostgreSQL's with examples.
+    for tracing in [python == PYTHONS[len(PYTHONS) // 2] if database == "sqlite" else examples]
 }
 # Variants whose generated tests run without REDIS_URL or TEST_DATABASE_URL, so that
 # their fixtures start a redis-server or a PostgreSQL server themselves.

@@ -21,7 +21,12 @@ PYTHONS = ("3.11", "3.12", "3.13")
 # Together these install every dependency any answer can add (docker and github_actions
 # add none; the minimal flavours install a subset of these).
 FULL_VARIANTS = (
-    {"task_backend": "arq", "database": "postgresql", "include_examples": True},
+    {
+        "task_backend": "arq",
+        "database": "postgresql",
+        "include_examples": True,
+        "opentelemetry": True,
+    },
     {"task_backend": "background", "database": "sqlite", "include_examples": True},
 )
 PROJECT_OWN = ("app", "test", "tests")

@@ -1,12 +1,18 @@
 """Rendered projects served by real processes: the response does not wait for its tasks."""
 
+import json
+import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import VARIANTS
+from .conftest import VARIANTS, run
 from .support import (
     Process,
     SmtpSink,
@@ -54,7 +60,7 @@ def test_register_answers_before_the_welcome_email_is_sent(
 
 
 @pytest.mark.parametrize(
-    "variant", ["arq-examples-sqlite-py3.11", "arq-examples-postgresql-py3.11"], indirect=True
+    "variant", ["arq-examples-sqlite-py3.11", "arq-examples-postgresql-otel-py3.11"], indirect=True
 )
 def test_arq_worker_sends_the_email_and_the_job_completes(
     synced_project: Path,
@@ -75,9 +81,7 @@ def test_arq_worker_sends_the_email_and_the_job_completes(
         ACME_SHOP_QUEUE_NAME=f"e2e:{tmp_path.name}",
     )
     migrate(synced_project, env)
-    worker = Process(
-        synced_project, env, "arq", "acme_shop.worker.WorkerSettings", log=tmp_path / "worker.log"
-    )
+    worker = start_worker(synced_project, env, tmp_path / "worker.log")
     api, base = start_api(synced_project, env, tmp_path / "api.log")
     try:
         ready = f"{base}/health/ready"
@@ -100,3 +104,141 @@ def test_arq_worker_sends_the_email_and_the_job_completes(
     request_id = response.headers["X-Request-ID"]
     mine = [line["event"] for line in worker.json_lines() if line.get("request_id") == request_id]
     assert mine == ["task_started", "email_sent", "task_finished"]
+    # One format for every line, arq's and uvicorn's included; the access line has the id.
+    assert_every_line_is_json(worker.log)
+    assert_every_line_is_json(api.log)
+    access = [line for line in api.json_lines() if line.get("logger") == "uvicorn.access"]
+    assert request_id in [line.get("request_id") for line in access]
+    assert any(line.get("logger") == "arq.worker" for line in worker.json_lines())
+
+
+def start_worker(project: Path, env: dict[str, str], log: Path) -> Process:
+    """The worker as the README starts it, arq's own lines in the app's format."""
+    return Process(
+        project, env, "arq", "acme_shop.worker.WorkerSettings",
+        "--custom-log-dict", "acme_shop.worker.LOG_CONFIG", log=log,
+    )  # fmt: skip
+
+
+def assert_every_line_is_json(log: Path) -> None:
+    for line in log.read_text().splitlines():
+        try:
+            assert isinstance(json.loads(line), dict)
+        except (json.JSONDecodeError, AssertionError):
+            pytest.fail(f"{log.name}: a line is not one JSON object: {line!r}")
+
+
+@contextmanager
+def otlp_collector(received: Path) -> Iterator[str]:
+    """An OTLP/HTTP endpoint on a free port that writes each export it receives to a file
+    in `received`; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            (received / f"{time.monotonic_ns()}.pb").write_bytes(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# Decodes the exports with the project's own protobuf classes (the exporter brings them).
+DECODE_SPANS = """
+import json, pathlib, sys
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+spans = []
+for path in sorted(pathlib.Path(sys.argv[1]).glob("*.pb")):
+    export = ExportTraceServiceRequest.FromString(path.read_bytes())
+    for resource_spans in export.resource_spans:
+        service = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                spans.append({
+                    "service": service["service.name"],
+                    "name": span.name,
+                    "trace_id": span.trace_id.hex(),
+                    "span_id": span.span_id.hex(),
+                    "parent_span_id": span.parent_span_id.hex(),
+                    "attributes": {a.key: a.value.string_value or a.value.int_value
+                                   for a in span.attributes},
+                    "error": span.status.code == 2,
+                })
+print(json.dumps(spans))
+"""
+
+
+@pytest.mark.parametrize("variant", ["arq-examples-postgresql-otel-py3.11"], indirect=True)
+def test_one_trace_crosses_the_api_and_the_worker(
+    synced_project: Path,
+    smtp_sink: tuple[SmtpSink, int],
+    redis_url: str,
+    postgres_url: str,
+    tmp_path: Path,
+) -> None:
+    """The real processes export over OTLP: POST /order gives one trace, the request's span
+    in the API and its three tasks' spans in the worker, their SQL statements under them."""
+    _, smtp_port = smtp_sink
+    received = tmp_path / "otlp"
+    received.mkdir()
+    with otlp_collector(received) as endpoint:
+        env = app_environment(
+            tmp_path,
+            smtp_port,
+            new_database("postgresql", tmp_path, postgres_url),
+            ACME_SHOP_REDIS_URL=redis_url,
+            ACME_SHOP_QUEUE_NAME=f"otel:{tmp_path.name}",
+            OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+            OTEL_BSP_SCHEDULE_DELAY="100",  # export every 0.1 s, not every 5 s
+        )
+        migrate(synced_project, env)
+        worker = start_worker(synced_project, env, tmp_path / "worker.log")
+        api, base = start_api(synced_project, env, tmp_path / "api.log")
+        try:
+            order = {"email": "bob@example.com", "sku": "MUG-1", "quantity": 1}
+            response = httpx.post(f"{base}/order", json=order, timeout=10)
+            assert response.status_code == 201
+            for job_id in response.json()["jobs"]:
+                wait_for(
+                    lambda job_id=job_id: (
+                        httpx.get(f"{base}/jobs/{job_id}").json()["status"] == "succeeded"
+                    ),
+                    20,
+                    "job",
+                )
+        finally:
+            worker.stop()
+            api.stop()
+        decoded = run(
+            synced_project, "uv", "run", "--no-sync", "python", "-c", DECODE_SPANS, str(received)
+        )
+
+    spans = json.loads(decoded.stdout)
+    request_id = response.headers["X-Request-ID"]
+    [request] = [s for s in spans if s["attributes"].get("request_id") == request_id
+                 and s["service"] == "acme-shop"]  # fmt: skip
+    tasks = [s for s in spans if s["name"].startswith("task ")]
+    assert {s["name"] for s in tasks} == {
+        "task update_inventory", "task send_order_confirmation", "task notify_admin"
+    }  # fmt: skip
+    for task in tasks:
+        assert task["service"] == "acme-shop-worker"
+        assert task["trace_id"] == request["trace_id"]
+        assert task["parent_span_id"] == request["span_id"]
+        assert task["attributes"]["request_id"] == request_id
+        assert not task["error"]
+    task_ids = {task["span_id"] for task in tasks}
+    sql = [s for s in spans if s["parent_span_id"] in task_ids and "db.system" in str(s)]
+    assert sql, "no SQL statement span under the task spans"
+    assert_every_line_is_json(worker.log)

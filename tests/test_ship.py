@@ -61,6 +61,8 @@ def test_ship_files_render_and_pass_their_linters(
     include_examples: bool,
     database: str,
 ) -> None:
+    # opentelemetry on in half of them, covering each backend, database and examples answer.
+    opentelemetry = include_examples != (database == "postgresql")
     project = render(
         tmp_path / "acme-shop",
         docker=docker,
@@ -68,6 +70,7 @@ def test_ship_files_render_and_pass_their_linters(
         task_backend=task_backend,
         include_examples=include_examples,
         database=database,
+        opentelemetry=opentelemetry,
     )
 
     for name in DOCKER_FILES:
@@ -79,7 +82,7 @@ def test_ship_files_render_and_pass_their_linters(
         run(project, "hadolint", "Dockerfile")
         run(project, "check-jsonschema", "--builtin-schema", "vendor.compose-spec", "compose.yaml")
         check_dockerfile(project)
-        check_compose(project, task_backend, include_examples, database)
+        check_compose(project, task_backend, include_examples, database, opentelemetry)
     if github_actions:
         workflow = ".github/workflows/ci.yml"
         run(project, "check-jsonschema", "--builtin-schema", "vendor.github-workflows", workflow)
@@ -117,20 +120,27 @@ def check_dockerfile(project: Path) -> None:
     assert not [line for line in ignored if line.startswith("!") and ".env" in line]
 
 
-def check_compose(project: Path, task_backend: str, include_examples: bool, database: str) -> None:
+def check_compose(
+    project: Path, task_backend: str, include_examples: bool, database: str, opentelemetry: bool
+) -> None:
     compose = yaml.safe_load((project / "compose.yaml").read_text())
     services = compose["services"]
     expected = {"migrate", "api"} | ({"worker", "redis"} if task_backend == "arq" else set())
     expected |= {"postgres"} if database == "postgresql" else set()
+    expected |= {"jaeger"} if opentelemetry else set()
     assert set(services) == expected | ({"mailpit"} if include_examples else set())
     api = services["api"]
     assert api["build"] == "."
     assert api["env_file"] == [{"path": ".env", "required": False}]
     settings = (project / "src/acme_shop/settings.py").read_text()
     for name in api.get("environment", {}):
+        # OpenTelemetry's own variables keep their names (settings.py aliases them).
         field = name.removeprefix("ACME_SHOP_").lower()
-        assert name.startswith("ACME_SHOP_"), name
+        assert name.startswith(("ACME_SHOP_", "OTEL_")), name
         assert f"    {field}: " in settings, f"{name} is not a setting"
+    if opentelemetry:
+        assert api["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+        assert "16686:16686" in services["jaeger"]["ports"]
     # The app's processes: one image, one environment; the long-running ones start only
     # after the one-shot `migrate` (the project's console script) has succeeded.
     apps = {name: services[name] for name in ("migrate", "api", "worker") if name in services}
@@ -186,7 +196,10 @@ def check_compose(project: Path, task_backend: str, include_examples: bool, data
     assert set(compose["volumes"]) == volumes
     if task_backend == "arq":
         worker, redis = services["worker"], services["redis"]
-        assert worker["command"] == ["arq", "acme_shop.worker.WorkerSettings"]
+        assert worker["command"] == [
+            "arq", "acme_shop.worker.WorkerSettings",
+            "--custom-log-dict", "acme_shop.worker.LOG_CONFIG",
+        ]  # fmt: skip
         assert worker["depends_on"]["redis"] == {"condition": "service_healthy"}
         assert api["depends_on"]["redis"] == {"condition": "service_healthy"}
         assert redis["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
@@ -330,7 +343,7 @@ def test_the_image_refuses_to_build_without_uv_lock(tmp_path: Path) -> None:
     [
         "background-examples-sqlite-py3.11",
         "arq-examples-sqlite-py3.11",
-        "arq-examples-postgresql-py3.11",
+        "arq-examples-postgresql-otel-py3.11",
     ],
     indirect=True,
 )
