@@ -240,7 +240,10 @@ def statuses_of(database_url: str, task: str) -> Counter[str]:
 
 
 def start_worker(project: Path, env: dict[str, str], log: Path, *options: str) -> Process:
-    return Process(project, env, "arq", "acme_shop.worker.WorkerSettings", *options, log=log)
+    return Process(
+        project, env, "arq", "acme_shop.worker.WorkerSettings",
+        "--custom-log-dict", "acme_shop.worker.LOG_CONFIG", *options, log=log,
+    )  # fmt: skip
 
 
 # --- R1 ---------------------------------------------------------------------------------------
