@@ -107,7 +107,7 @@ def measure_hashing(
         with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
             script.write(REGISTER_SCRIPT)
             script.flush()
-            command = [executable, "-t1", f"-c{REGISTER_CONNECTIONS}", f"-d{seconds}s"]
+            command = [executable, "-t1", f"-c{REGISTER_CONNECTIONS}", f"-d{seconds:g}s"]
             command += ["--timeout", "10s", "-s", script.name, f"{base}/register"]
             load = subprocess.Popen(
                 command,

@@ -138,7 +138,7 @@ def wrk(url: str, *, seconds: float, connections: int, close: bool = False) -> d
     executable = shutil.which("wrk") or install("wrk", "wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write('wrk.method = "POST"\n')
-    command = [executable, "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s"]
+    command = [executable, "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s"]
     command += ["--latency", "-s", script.name, url]
     if close:
         command[1:1] = ["-H", "Connection: close"]
