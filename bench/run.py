@@ -619,6 +619,10 @@ def table(results: dict[str, Any]) -> str:
     lines.append("")
     if "hashing" in results:
         lines += [*hashing_table_lines(results["hashing"]), ""]
+    if "flows" in results:
+        from bench.flows import table_lines as flows_table_lines  # it imports this module
+
+        lines += [*flows_table_lines(results["flows"]), ""]
     lines += jobs_table(
         "Enqueue without HTTP: 64 concurrent callers, one client",
         ("enqueue", "vs arq"),
@@ -713,6 +717,12 @@ def main() -> None:
                 {**env, "ACME_SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{workdir}/hashing.db"},
                 logs / "hashing.log",
                 min(args.seconds, 3),
+            )
+            print("example flows...", flush=True)
+            from bench.flows import measure as measure_flows  # bench.flows imports this module
+
+            results["flows"] = measure_flows(
+                projects, workdir, logs, min(args.seconds, 3), redis_url
             )
             print("enqueue...", flush=True)
             results["enqueue"] = measure_enqueue(projects["arq"], env, logs, args)
