@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from bench.hashing import health_latencies, serve_generated
+from bench.hashing import REGISTER_SCRIPT, health_latencies, serve_generated
 from bench.run import RESULTS, install, prepare, project_env, wait_for_jobs
 from tests.redis_server import own_redis
 
@@ -46,22 +46,11 @@ PIXEL = base64.b64decode(
 
 _JSON = 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
 SCRIPTS = {
-    "POST /register": _JSON
-    + """
-counter = 0
-request = function()
-  counter = counter + 1
-  local body = string.format(
-    '{"email": "u%d-%d@example.com", "name": "U", "password": "correct horse"}',
-    counter, math.random(1, 1000000000))
-  return wrk.format(nil, "/register", nil, body)
-end
-""",
-    "POST /login": _JSON + f"wrk.path = '/login'\nwrk.body = '{json.dumps(USER)}'\n",
+    "POST /register": REGISTER_SCRIPT,
+    "POST /login": _JSON + f"wrk.body = '{json.dumps(USER)}'\n",
     "POST /order": _JSON
-    + "wrk.path = '/order'\n"
     + """wrk.body = '{"email": "bob@example.com", "sku": "MUG-1", "quantity": 1}'\n""",
-    "POST /upload": 'wrk.method = "POST"\nwrk.path = "/upload"\n'
+    "POST /upload": 'wrk.method = "POST"\n'
     + 'wrk.headers["Content-Type"] = "multipart/form-data; boundary=benchboundary"\n'
     + "wrk.body = '--benchboundary\\r\\n"
     + 'Content-Disposition: form-data; name=\\"file\\"; filename=\\"pixel.png\\"\\r\\n'
@@ -71,8 +60,8 @@ end
 }
 
 
-def wrk_script(base: str, script: str, seconds: float) -> dict[str, float]:
-    """wrk with a Lua `script` on `base` (the app's URL); req/s, p50 and p99 in ms."""
+def wrk_script(url: str, script: str, seconds: float) -> dict[str, float]:
+    """wrk with a Lua `script` on `url`; req/s, p50 and p99 in ms."""
     from bench.run import _UNITS
 
     executable = shutil.which("wrk") or install("wrk", "wrk")
@@ -81,7 +70,7 @@ def wrk_script(base: str, script: str, seconds: float) -> dict[str, float]:
         lua.flush()
         command = [executable, "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "--timeout", "10s"]
         output = subprocess.run(
-            [*command, "--latency", "-s", lua.name, base], capture_output=True, text=True
+            [*command, "--latency", "-s", lua.name, url], capture_output=True, text=True
         ).stdout
     assert "Non-2xx" not in output, output
     result = {"rps": float(output.split("Requests/sec:")[1].split()[0])}
@@ -140,7 +129,8 @@ def measure_flows(
             since = datetime.now(UTC).isoformat(sep=" ")
             time.sleep(0.01)
             with ThreadPoolExecutor(1) as pool:
-                load = pool.submit(wrk_script, base, script, seconds)
+                path = flow.split()[1]
+                load = pool.submit(wrk_script, f"{base}{path}", script, seconds)
                 if flow == "POST /register":  # does hashing stall the other requests?
                     time.sleep(0.2)  # let wrk connect first
                     health = health_latencies(base, seconds - 0.4)

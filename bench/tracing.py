@@ -21,12 +21,9 @@ import json
 import shutil
 import subprocess
 import tempfile
-import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +41,7 @@ from bench.run import (
     project_env,
     serve_apps,
 )
+from tests.support import otlp_collector
 
 BEFORE = "788426c"
 
@@ -59,29 +57,6 @@ def prepare(dst: Path, vcs_ref: str | None = None, **answers: Any) -> Path:
     shutil.copy(BENCH / "project" / "bench_apps.py", dst / "bench_apps.py")
     subprocess.run(["uv", "sync", "--quiet"], cwd=dst, env=project_env(), check=True)
     return dst
-
-
-@contextmanager
-def otlp_sink() -> Iterator[str]:
-    """An OTLP/HTTP endpoint that accepts every export and keeps nothing; yields its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def main() -> None:
@@ -101,7 +76,7 @@ def main() -> None:
         off = prepare(workdir / "off" / "acme-shop", opentelemetry=False)
         on = prepare(workdir / "on" / "acme-shop", opentelemetry=True)
         env = project_env(ACME_SHOP_LOG_FORMAT="json")
-        endpoint = stack.enter_context(otlp_sink())
+        endpoint = stack.enter_context(otlp_collector())
         exporting = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
         databases = Databases(logs)
         names = {

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,30 @@ def wait_until_healthy(base: str, server: subprocess.Popen[Any], timeout: float 
             return False
 
     wait_for(healthy, timeout, "GET /health/ready answering 200")
+
+
+@contextmanager
+def otlp_collector(received: Path | None = None) -> Iterator[str]:
+    """An OTLP/HTTP endpoint on a free port that accepts every export and writes each to a
+    file in `received` (keeps nothing without it); yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if received is not None:
+                (received / f"{time.monotonic_ns()}.pb").write_bytes(body)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,13 +1,8 @@
 """Rendered projects served by real processes: the response does not wait for its tasks."""
 
 import json
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +14,7 @@ from .support import (
     app_environment,
     migrate,
     new_database,
+    otlp_collector,
     running_smtp_sink,
     start_api,
     wait_for,
@@ -126,32 +122,6 @@ def assert_every_line_is_json(log: Path) -> None:
             assert isinstance(json.loads(line), dict)
         except (json.JSONDecodeError, AssertionError):
             pytest.fail(f"{log.name}: a line is not one JSON object: {line!r}")
-
-
-@contextmanager
-def otlp_collector(received: Path) -> Iterator[str]:
-    """An OTLP/HTTP endpoint on a free port that writes each export it receives to a file
-    in `received`; yields its URL."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            (received / f"{time.monotonic_ns()}.pb").write_bytes(body)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/x-protobuf")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # Decodes the exports with the project's own protobuf classes (the exporter brings them).
