@@ -15,7 +15,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .jobs import TaskQueue
 from .jobs.outbox import Dispatch, dispatch_committed
-from .jobs.queue import get_dispatch
+from .jobs.queue import get_dispatch, runs_here
 from .logging import get_logger, get_request_id
 from .resources import Resources, get_resources
 from .settings import Settings, get_settings
@@ -40,9 +40,14 @@ needs a new row's id (or a constraint checked) before then."""
 
 
 async def get_task_queue(
-    request: Request, session: SessionDep, dispatch: Annotated[Dispatch, Depends(get_dispatch)]
+    request: Request,
+    session: SessionDep,
+    dispatch: Annotated[Dispatch, Depends(get_dispatch)],
+    settings: SettingsDep,
 ) -> TaskQueue:
-    return TaskQueue(session, dispatch, request_id=get_request_id(request))
+    return TaskQueue(
+        session, dispatch, request_id=get_request_id(request), runs_here=runs_here(settings)
+    )
 
 
 TasksDep = Annotated[TaskQueue, Depends(get_task_queue)]
