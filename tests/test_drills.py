@@ -495,6 +495,9 @@ def test_r6_background_tasks_on_sigterm(
     task_seconds: float,
 ) -> None:
     env = drill_env(tmp_path, smtp_sink[1], None, database_url)
+    # The jobs run detached from their requests: the app's own grace bounds them, and
+    # uvicorn's bounds the requests; a deploy sets both alike.
+    env["ACME_SHOP_SHUTDOWN_GRACE_SECONDS"] = str(graceful_timeout)
     migrate(drill_project, env)
     options = ("--timeout-graceful-shutdown", str(graceful_timeout))
     api, base = start_api(drill_project, env, tmp_path / "api.log", *options)
