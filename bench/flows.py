@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 from bench.hashing import REGISTER_SCRIPT, health_latencies, serve_generated
-from bench.run import RESULTS, install, prepare, project_env, wait_for_jobs
+from bench.run import RESULTS, fresh_logs, install, prepare, project_env, wait_for_jobs
 from tests.redis_server import own_redis
 
 CONNECTIONS = 8
@@ -183,9 +183,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3)
     args = parser.parse_args()
-    logs = RESULTS / "logs-flows"
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
+    logs = fresh_logs("logs-flows")
     with tempfile.TemporaryDirectory(prefix="bench-flows-") as tmp, own_redis() as redis_url:
         projects = {backend: prepare(Path(tmp), backend) for backend in ("background", "arq")}
         results = measure(projects, Path(tmp), logs, args.seconds, redis_url)

@@ -30,6 +30,7 @@ from bench.run import (
     RESULTS,
     UVICORN_FLAGS,
     Databases,
+    fresh_logs,
     machine,
     noop_answers,
     prepare,
@@ -98,9 +99,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=4)
     args = parser.parse_args()
-    logs = RESULTS / "logs-layers"
-    shutil.rmtree(logs, ignore_errors=True)
-    logs.mkdir(parents=True)
+    logs = fresh_logs("logs-layers")
     with tempfile.TemporaryDirectory(prefix="bench-layers-") as tmp, ExitStack() as stack:
         project = prepare(Path(tmp), "background")
         shutil.copy(BENCH / "project" / "bench_layers.py", project / "bench_layers.py")

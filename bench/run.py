@@ -128,6 +128,15 @@ def serve(
         server.wait(timeout=30)
 
 
+def fresh_logs(name: str) -> Path:
+    """An empty folder `name` in bench/results/ for the processes' logs and databases,
+    kept after the run, to read when a process failed."""
+    logs = RESULTS / name
+    shutil.rmtree(logs, ignore_errors=True)
+    logs.mkdir(parents=True)
+    return logs
+
+
 # --- wrk ------------------------------------------------------------------------------------
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -673,9 +682,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         workdir = Path(tmp)
-        logs = RESULTS / "logs"  # kept after the run, to read when a process failed
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
+        logs = fresh_logs("logs")
         if not shutil.which("redis-server"):
             install("redis-server", "redis-server")
         with own_redis() as redis_url:

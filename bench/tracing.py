@@ -36,6 +36,7 @@ from bench.run import (
     Databases,
     alternate,
     check_jobs,
+    fresh_logs,
     loads,
     machine,
     project_env,
@@ -68,9 +69,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        logs = RESULTS / "logs-tracing"
-        shutil.rmtree(logs, ignore_errors=True)
-        logs.mkdir(parents=True)
+        logs = fresh_logs("logs-tracing")
         print("rendering and syncing the projects...", flush=True)
         before = prepare(workdir / "before" / "acme-shop", args.before)
         off = prepare(workdir / "off" / "acme-shop", opentelemetry=False)
