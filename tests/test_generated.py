@@ -1,11 +1,12 @@
 """Every answer combination renders a project that passes its own gates, with nothing but uv."""
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from .conftest import OWN_POSTGRES_VARIANT, OWN_REDIS_VARIANT, VARIANTS, record, run
+from .conftest import OWN_POSTGRES_VARIANT, OWN_REDIS_VARIANT, VARIANTS, run
 
 # The generated tests each flavour (backend-examples-database) has, exactly: a test module
 # lost from the template is noticed. The Python version does not change them. README.md
@@ -24,24 +25,27 @@ TRACING_TESTS = 4
 """What `opentelemetry` adds to every flavour (tests/test_tracing.py)."""
 
 
-def test_ruff_check(synced_project: Path, variant: str) -> None:
+def test_ruff_check(synced_project: Path, record: Callable[[str], None]) -> None:
     run(synced_project, "uv", "run", "--no-sync", "ruff", "check", ".")
-    record(variant, "ruff")
+    record("ruff")
 
 
-def test_ruff_format_changes_nothing(synced_project: Path, variant: str) -> None:
+def test_ruff_format_changes_nothing(synced_project: Path, record: Callable[[str], None]) -> None:
     run(synced_project, "uv", "run", "--no-sync", "ruff", "format", "--check", ".")
-    record(variant, "format")
+    record("format")
 
 
-def test_mypy_strict(synced_project: Path, variant: str) -> None:
+def test_mypy_strict(synced_project: Path, record: Callable[[str], None]) -> None:
     result = run(synced_project, "uv", "run", "--no-sync", "mypy")
     assert "Success: no issues found" in result.stdout
-    record(variant, "mypy")
+    record("mypy")
 
 
 def test_generated_tests_pass(
-    synced_project: Path, variant: str, request: pytest.FixtureRequest
+    synced_project: Path,
+    variant: str,
+    record: Callable[[str], None],
+    request: pytest.FixtureRequest,
 ) -> None:
     without = ("REDIS_URL", "TEST_DATABASE_URL")
     extra = {}
@@ -61,7 +65,7 @@ def test_generated_tests_pass(
     if VARIANTS[variant]["opentelemetry"]:
         expected += TRACING_TESTS
     assert passed == expected, f"{variant}: {summary}"
-    record(variant, f"pytest ({passed} passed)")
+    record(f"pytest ({passed} passed)")
 
 
 def test_readme_states_the_expected_test_counts() -> None:
