@@ -219,9 +219,12 @@ def record(request: pytest.FixtureRequest, variant: str) -> Callable[[str], None
 
 
 # --- running in parallel ---------------------------------------------------------------------
-# `uv run pytest` runs on pytest-xdist's workers (pyproject.toml: -n, --dist loadgroup). The
-# tests that share a rendered project (a variant's, a drill project's) stay on one worker,
-# and the groups start longest first, so that no long one is left for the end.
+# `uv run pytest` runs on pytest-xdist's workers (pyproject.toml). The tests that share a
+# rendered project (a variant's, a drill project's) stay on one worker, and the groups start
+# longest first, so that no long one is left for the end. xdist's own `--dist loadgroup`
+# cannot do the first under pytest 9 (it renames node ids through `item._nodeid`, which
+# pytest 9 no longer reads: every test became its own group, and each worker rendered
+# every drill project again), so the grouping is ours: `SharedProjectScheduling`.
 
 SECONDS = {
     "test_generated.py::test_generated_tests_pass": 61,
@@ -238,33 +241,37 @@ SECONDS = {
 """A test's wall seconds, by module::function or by module, as measured one after another
 on this 2-core machine (2026-12-01); others count 1. Only the order of the groups uses it."""
 
+DRILL_PROJECTS = ("background-sqlite", "arq-sqlite", "background-postgresql", "arq-postgresql")
+"""test_drills.py's projects: a drill's id ends with the one it runs on."""
 
-def shared_project(item: pytest.Item) -> str | None:
-    """The name of the rendered project `item` shares with other tests, if it does."""
-    callspec = getattr(item, "callspec", None)
-    params = callspec.params if callspec else {}
-    for name in ("variant", "drill_project"):
-        if name in params:
-            return f"{name}-{params[name]}"
-    return None
-
-
-def group_of(item: pytest.Item) -> str:
-    marker = item.get_closest_marker("xdist_group")
-    return str(marker.args[0]) if marker else item.nodeid
+IN_ORDER = {
+    "tests/test_hostile_answers.py::test_hostile_answers_render_valid_files_or_are_refused",
+    "tests/test_hostile_answers.py::test_hostile_examples_were_both_accepted_and_refused",
+}
+"""Tests that must run in one process, in this order: the second reads what the first counted."""
 
 
-def seconds_of(item: pytest.Item) -> float:
-    module, _, function = item.nodeid.partition("::")
-    key = f"{Path(module).name}::{function.split('[')[0]}"
+def group_of(nodeid: str) -> str:
+    """The tests that must share a worker: those of one rendered project, or `IN_ORDER`."""
+    test, _, ids = nodeid.partition("[")
+    ids = ids.removesuffix("]")
+    if test in IN_ORDER:
+        return "in-order"
+    if ids in VARIANTS:
+        return f"variant-{ids}"
+    if test.startswith("tests/test_drills.py::"):
+        return "drill-" + next(name for name in DRILL_PROJECTS if ids.endswith(name))
+    return nodeid
+
+
+def seconds_of(nodeid: str) -> float:
+    module, _, test = nodeid.partition("::")
+    key = f"{Path(module).name}::{test.split('[')[0]}"
     return SECONDS.get(key, SECONDS.get(Path(module).stem, 1))
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
-    project = shared_project(item)
-    if project is not None:
-        item.add_marker(pytest.mark.xdist_group(project))
-    if project == f"variant-{FIRST_LOOK_VARIANT}":
+    if group_of(item.nodeid) == f"variant-{FIRST_LOOK_VARIANT}":
         item.add_marker(pytest.mark.first_look)
 
 
@@ -272,8 +279,24 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     total: dict[str, float] = {}
     for item in items:
-        total[group_of(item)] = total.get(group_of(item), 0) + seconds_of(item)
-    items.sort(key=lambda item: -total[group_of(item)])  # stable: a group keeps its order
+        group = group_of(item.nodeid)
+        total[group] = total.get(group, 0) + seconds_of(item.nodeid)
+    # Stable: a group keeps pytest's order. xdist takes the groups in this order
+    # (--no-loadscope-reorder), each to the first worker free.
+    items.sort(key=lambda item: -total[group_of(item.nodeid)])
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedProjectScheduling(LoadScopeScheduling):
+        """xdist's scope scheduling, with `group_of` as the scope."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return group_of(nodeid)
+
+    return SharedProjectScheduling(config, log)
 
 
 TIMES: dict[str, list[float]] = {}

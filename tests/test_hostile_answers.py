@@ -120,8 +120,8 @@ def check_rendered(project: Path, answers: dict[str, Any]) -> None:
     assert ast.literal_eval(app_name[1]) == recorded["project_name"]
 
 
-# The summary test reads what the property test counted: both run in one process, in order.
-@pytest.mark.xdist_group("hostile-answers")
+# The summary test reads what the property test counted: conftest.IN_ORDER keeps both on
+# one pytest-xdist worker, in this order.
 @settings(
     max_examples=200,
     derandomize=True,
@@ -149,7 +149,6 @@ def render_or_refusal(dst: Path, answers: dict[str, Any]) -> Path | str:
         return str(refused)
 
 
-@pytest.mark.xdist_group("hostile-answers")
 def test_hostile_examples_were_both_accepted_and_refused() -> None:
     """Runs after the property test: both outcomes were exercised, 200 examples in all."""
     print(f"hostile answers: {OUTCOMES}")
