@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import OWN_POSTGRES_VARIANT, OWN_REDIS_VARIANT, VARIANTS, run
+from .conftest import OWN_POSTGRES_VARIANT, OWN_REDIS_VARIANT, TESTED_VARIANTS, VARIANTS, run
 
 # The generated tests each flavour (backend-examples-database) has, exactly: a test module
 # lost from the template is noticed. The Python version does not change them. README.md
@@ -41,6 +41,7 @@ def test_mypy_strict(synced_project: Path, record: Callable[[str], None]) -> Non
     record("mypy")
 
 
+@pytest.mark.parametrize("variant", TESTED_VARIANTS, indirect=True)
 def test_generated_tests_pass(
     synced_project: Path,
     variant: str,
