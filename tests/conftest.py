@@ -250,8 +250,8 @@ SECONDS = {
 """A test's wall seconds, by module::function or by module, as measured one after another
 on this 2-core machine (2026-12-01); others count 1. Only the order of the groups uses it."""
 
-DRILL_PROJECTS = ("background-sqlite", "arq-sqlite", "background-postgresql", "arq-postgresql")
-"""test_drills.py's projects: a drill's id ends with the one it runs on."""
+DRILL_PROJECTS = ["background-sqlite", "arq-sqlite", "background-postgresql", "arq-postgresql"]
+"""test_drills.py's projects (its `drill_project` params): a drill's id ends with its own."""
 
 IN_ORDER = {
     "tests/test_hostile_answers.py::test_hostile_answers_render_valid_files_or_are_refused",

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import render, run
+from .conftest import DRILL_PROJECTS, render, run
 from .redis_server import free_port, start_redis_server
 from .support import (
     Process,
@@ -94,7 +94,7 @@ BOTH_DATABASES = ["arq-sqlite", "arq-postgresql"]
 
 @pytest.fixture(
     scope="module",
-    params=["background-sqlite", "arq-sqlite", "background-postgresql", "arq-postgresql"],
+    params=DRILL_PROJECTS,
 )
 def drill_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     backend, database = request.param.split("-")
