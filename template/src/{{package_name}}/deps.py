@@ -15,7 +15,7 @@ from structlog.typing import FilteringBoundLogger
 
 from .jobs import TaskQueue
 from .jobs.outbox import Dispatch, dispatch_committed
-from .jobs.queue import get_dispatch, runs_here
+from .jobs.queue import get_dispatch, lease_of_queued
 from .logging import get_logger, get_request_id
 from .resources import Resources, get_resources
 from .settings import Settings, get_settings
@@ -43,10 +43,9 @@ async def get_task_queue(
     request: Request,
     session: SessionDep,
     dispatch: Annotated[Dispatch, Depends(get_dispatch)],
-    settings: SettingsDep,
 ) -> TaskQueue:
     return TaskQueue(
-        session, dispatch, request_id=get_request_id(request), runs_here=runs_here(settings)
+        session, dispatch, request_id=get_request_id(request), lease=lease_of_queued(request)
     )
 
 
