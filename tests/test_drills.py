@@ -81,11 +81,10 @@ async def overrun(seconds: float, tasks: TasksDep) -> dict[str, str]:
     return {"job": await tasks.enqueue(drill_overrun, seconds)}
 """
 ORDER = {"email": "bob@example.com", "sku": "MUG-1", "quantity": 2}
-TASK_TIMEOUT = 10  # the drills' task_timeout_seconds (default 60), so that arq's bounds are short
-JOB_TIMEOUT = TASK_TIMEOUT + 5  # WorkerSettings.job_timeout: the longest task timeout + 5 s
-ARQ_RERUN_AFTER = JOB_TIMEOUT + 10  # arq runs a dead worker's job again after this many seconds
-LEASE = 5 + 5  # a drill_sleep run's lease: its timeout + LEASE_MARGIN_SECONDS (jobs/records.py)
+TASK_TIMEOUT = 10  # the drills' task_timeout_seconds (default 60)
+LEASE = 15  # lease_seconds' default: a dead process's jobs are taken back this long after it
 RELAY_INTERVAL, RELAY_GRACE = 5, 10  # the relay's default settings
+START = 5  # room for a process to start, arq's poll, and a short job
 
 
 # Each drill project is a (task backend, database) pair.
@@ -362,7 +361,7 @@ def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) ->
     at_kill = drill_log(tmp_path)
     in_flight = [job for job in jobs if at_kill["start", job] and not at_kill["end", job]]
     arq_stack.start_worker("worker-2")
-    wait_for(lambda: ended(tmp_path, jobs), JOB_TIMEOUT + 10 + 30, "all 50 jobs")
+    wait_for(lambda: ended(tmp_path, jobs), LEASE + RELAY_INTERVAL + 30, "all 50 jobs")
     recovery = time.monotonic() - killed_at
 
     log = drill_log(tmp_path)
@@ -373,7 +372,7 @@ def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) ->
         f"worker SIGKILLed with {len(in_flight)} in flight; "
         f"{executions} executions, {len(duplicates)} jobs ran twice; "
         f"all complete {recovery:.1f} s after the kill "
-        f"(bound: job_timeout + 10 = {JOB_TIMEOUT + 10} s)"
+        f"(bound: lease {LEASE} s + relay interval {RELAY_INTERVAL} s + {START} s)"
     )
     assert all(log["end", job] >= 1 for job in jobs)
     assert in_flight, "the kill came too late to test anything"
@@ -381,7 +380,7 @@ def test_r3_a_killed_worker_loses_no_job(arq_stack: ArqStack, tmp_path: Path) ->
     # that logged its end just before the kill, but was not yet acknowledged, may run again too.)
     assert set(in_flight) <= set(duplicates)
     assert max(log["start", job] for job in jobs) == 2
-    assert recovery <= JOB_TIMEOUT + 10 + 2  # + arq's poll delay and the job's own 0.5 s
+    assert recovery <= LEASE + RELAY_INTERVAL + START
 
 
 # --- R4 ---------------------------------------------------------------------------------------
@@ -581,7 +580,7 @@ def test_r7_a_killed_background_api_runs_its_tasks_once_restarted(
     rows = job_rows(database_url, "drill_sleep")
     log = drill_log(tmp_path)
     running_at_kill = {job for job, row in at_kill.items() if row[0] == "running"}
-    bound = LEASE + RELAY_INTERVAL + 3 + 5  # + the task's 3 s and the API's start
+    bound = LEASE + RELAY_INTERVAL + 3 + START  # + the task's 3 s
     print(
         f"\nR7 background, {database_of(drill_project)}: API SIGKILLed with 30 tasks of 3 s "
         f"scheduled ({dict(Counter(row[0] for row in at_kill.values()))} at the kill, "
@@ -689,7 +688,7 @@ def test_r9_a_worker_killed_mid_job_uses_up_none_of_its_tries(
     worker = arq_stack.start_worker("worker-2")
     wait_for(
         lambda: statuses_of(database_url, "drill_sleep") == {"succeeded": 5},
-        ARQ_RERUN_AFTER + 30,
+        LEASE + RELAY_INTERVAL + 30,
         "5 jobs succeeded",
     )
     recovery = time.monotonic() - killed_at
@@ -704,15 +703,15 @@ def test_r9_a_worker_killed_mid_job_uses_up_none_of_its_tries(
         f", "
         f"starts per job {[log['start', job] for job in jobs]}, "
         f"{len(resumed)} job_resumed_after_interruption lines; all succeeded {recovery:.1f} s "
-        f"after the kill (arq runs a dead worker's job again after job_timeout + 10 = "
-        f"{ARQ_RERUN_AFTER} s)"
+        f"after the kill (bound: lease {LEASE} s + relay interval {RELAY_INTERVAL} s + the "
+        f"task's 3 s + {START} s)"
     )
     assert all(row[0] == "running" for row in at_kill.values())
     assert set(rows) == set(jobs)
     assert all(row[:3] == ("succeeded", 1, 1) for row in rows.values())
     assert [(log["start", job], log["end", job]) for job in jobs] == [(2, 1)] * 5
     assert sorted(line["job_id"] for line in resumed) == sorted(jobs)
-    assert recovery <= ARQ_RERUN_AFTER + 3 + 2  # + the task's 3 s and arq's poll
+    assert recovery <= LEASE + RELAY_INTERVAL + 3 + START
 
 
 # --- R10 (issue 11, 6e) ----------------------------------------------------------------------
