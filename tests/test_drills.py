@@ -4,15 +4,20 @@ Each drill serves a rendered project with uvicorn (and arq workers) on loopback,
 counts outcomes, prints its figures and asserts that nothing is lost.
 """
 
+import contextlib
 import signal
 import subprocess
+import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -62,11 +67,22 @@ async def drill_overrun(ctx: TaskContext, seconds: float) -> None:
     await note(ctx, "start")
     await anyio.sleep(seconds)
     await note(ctx, "end")
+
+
+@task(retry_on=(ConnectionError,), tries=3, timeout=30)
+async def drill_step(ctx: TaskContext, fail_tries: int, seconds: float, linger: float) -> None:
+    """Works `seconds`, notes its end, waits `linger`, then fails its first `fail_tries`."""
+    await note(ctx, "start")
+    await anyio.sleep(seconds)
+    await note(ctx, "end")
+    await anyio.sleep(linger)
+    if ctx.attempt <= fail_tries:
+        raise ConnectionError(f"try {ctx.attempt} was told to fail")
 '''
 DRILL_ROUTE = """from fastapi import APIRouter
 
 from ..deps import TasksDep
-from ..tasks.drill import drill_overrun, drill_sleep
+from ..tasks.drill import drill_overrun, drill_sleep, drill_step
 
 router = APIRouter()
 
@@ -79,6 +95,13 @@ async def drill(seconds: float, tasks: TasksDep) -> dict[str, str]:
 @router.post("/drill/overrun")
 async def overrun(seconds: float, tasks: TasksDep) -> dict[str, str]:
     return {"job": await tasks.enqueue(drill_overrun, seconds)}
+
+
+@router.post("/drill/step")
+async def step(
+    fail_tries: int, seconds: float, tasks: TasksDep, linger: float = 0.0
+) -> dict[str, str]:
+    return {"job": await tasks.enqueue(drill_step, fail_tries, seconds, linger)}
 """
 ORDER = {"email": "bob@example.com", "sku": "MUG-1", "quantity": 2}
 TASK_TIMEOUT = 10  # the drills' task_timeout_seconds (default 60)
@@ -107,8 +130,8 @@ def drill_project(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempP
     (package / "api/drill.py").write_text(DRILL_ROUTE)
     with (package / "tasks/__init__.py").open("a") as registry:
         registry.write(
-            "\nfrom .drill import drill_overrun, drill_sleep  # noqa: E402\n\n"
-            "TASKS += [drill_sleep, drill_overrun]\n"
+            "\nfrom .drill import drill_overrun, drill_sleep, drill_step  # noqa: E402\n\n"
+            "TASKS += [drill_sleep, drill_overrun, drill_step]\n"
         )
     with (package / "api/__init__.py").open("a") as routers:
         routers.write("\nfrom .drill import router as drill  # noqa: E402\n")
@@ -821,3 +844,303 @@ def test_r11_a_retried_order_with_its_idempotency_key_makes_one_order(
     assert (orders, jobs) == (1, 3)
     assert runs == {"send_order_confirmation": 1, "update_inventory": 1, "notify_admin": 1}
     assert sink.to("retry@example.com") == 1
+
+
+# --- F: the fault suite (issue 19) -------------------------------------------------------------
+#
+# Each database write of a job's life fails once by a real fault, and the runner is killed at
+# two points of a try. PostgreSQL: the processes reach it through a proxy that drops the
+# connection carrying the write (asyncpg's statement cache is off, so that each statement's
+# text crosses the wire). SQLite: another process holds the write lock past busy_timeout.
+
+F_LEASE, F_INTERVAL, F_GRACE = 6, 2, 3  # lease_seconds, relay_interval_seconds, relay_grace_seconds
+F_BUSY, F_HOLD = 1, 2.5  # SQLite: busy_timeout, and how long the other process holds the lock
+F_ENV = {
+    "ACME_SHOP_LEASE_SECONDS": str(F_LEASE),
+    "ACME_SHOP_RELAY_INTERVAL_SECONDS": str(F_INTERVAL),
+    "ACME_SHOP_RELAY_GRACE_SECONDS": str(F_GRACE),
+    "ACME_SHOP_TASK_RETRY_BACKOFF_SECONDS": "1",
+    "ACME_SHOP_SHUTDOWN_GRACE_SECONDS": "1",
+    "ACME_SHOP_DATABASE_BUSY_TIMEOUT_SECONDS": str(F_BUSY),
+}
+MARKERS = {  # a statement's text as asyncpg sends it
+    "insert": b"INSERT INTO jobs ",
+    "claim": b"jobs.interruptions + CASE",
+    "record": b"tries=(jobs.tries + ",
+    "release": b"interruptions=(jobs.interruptions + $",
+    "relay": b"SKIP LOCKED",
+}
+HOLDER = """
+import sqlite3, sys, time
+connection = sqlite3.connect(sys.argv[1])
+connection.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+connection.rollback()
+"""
+
+
+@dataclass
+class FaultStack:
+    """A drill project's API (and worker and Redis, under arq) whose database can fail."""
+
+    project: Path
+    tmp_path: Path
+    database_url: str
+    """Direct, for the test's own reads."""
+    env: dict[str, str]
+    proxy: Any
+    """PostgreSQL: the `CuttingProxy` every process goes through; SQLite: None."""
+    api: Process
+    base: str
+    worker: Process | None
+    holder: subprocess.Popen[str] | None = None
+    restarts: int = 0
+
+    @property
+    def runner(self) -> Process:
+        return self.worker or self.api
+
+    def start_runner(self) -> None:
+        self.restarts += 1
+        log = self.tmp_path / f"runner-{self.restarts}.log"
+        if self.worker is not None:
+            self.worker = start_worker(self.project, self.env, log)
+        else:
+            self.api, self.base = start_api(
+                self.project, self.env, log, "--timeout-graceful-shutdown", "1"
+            )
+
+    def post_step(self, fail_tries: int, seconds: float, linger: float = 0.0) -> httpx.Response:
+        params = {"fail_tries": fail_tries, "seconds": seconds, "linger": linger}
+        return httpx.post(f"{self.base}/drill/step", params=params, timeout=30)
+
+    def strike(self, step: str) -> None:
+        """The next write of `step` fails (PostgreSQL), or every write for F_HOLD seconds
+        from now (SQLite)."""
+        if self.proxy is not None:
+            self.proxy.cut_next_reply(MARKERS[step])
+            self.cuts = len(self.proxy.cuts)
+            return
+        path = self.database_url.split(":///", 1)[1]
+        self.holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, path, str(F_HOLD)], stdout=subprocess.PIPE, text=True
+        )
+        assert self.holder.stdout is not None
+        assert self.holder.stdout.readline().strip() == "held"
+
+    def over(self, timeout: float = 60) -> float:
+        """Wait until the fault struck and is over; when it ended (monotonic)."""
+        if self.proxy is not None:
+            wait_for(lambda: len(self.proxy.cuts) > self.cuts, timeout, "the connection cut")
+        else:
+            assert self.holder is not None
+            self.holder.wait(timeout=timeout)
+        return time.monotonic()
+
+    def log(self) -> Counter[tuple[str, str]]:
+        return drill_log(self.tmp_path)
+
+    def row(self, job: str) -> tuple[str, int, int, str | None]:
+        return job_rows(self.database_url, "drill_step")[job]
+
+    def until_ended(self, job: str, timeout: float = 90) -> float:
+        """Wait until the job's row ended; when (monotonic)."""
+        wait_for(lambda: self.row(job)[0] in ("succeeded", "failed"), timeout, f"job {job} ended")
+        return time.monotonic()
+
+    def starts(self, job: str, count: int = 1, timeout: float = 30) -> None:
+        wait_for(lambda: self.log()["start", job] >= count, timeout, f"start {count} of {job}")
+
+
+@pytest.fixture
+def fault_stack(
+    drill_project: Path,
+    smtp_sink: tuple[SmtpSink, int],
+    database_url: str,
+    tmp_path: Path,
+) -> Iterator[FaultStack]:
+    backend = backend_of(drill_project)
+    with tempfile.TemporaryDirectory() as redis_dir, contextlib.ExitStack() as stack:
+        redis = RedisServer(Path(redis_dir)) if backend == "arq" else None
+        if redis:
+            redis.start()
+            stack.callback(redis.stop)
+        env = drill_env(tmp_path, smtp_sink[1], redis, database_url) | F_ENV
+        migrate(drill_project, env)
+        proxy = None
+        if database_url.startswith("postgresql"):
+            address = database_url.rsplit("@", 1)[1]
+            port = int(address.split("/", 1)[0].rsplit(":", 1)[1])
+            proxy = stack.enter_context(cutting_proxy(port))
+            proxied = database_url.replace(f":{port}/", f":{proxy.port}/", 1)
+            env["ACME_SHOP_DATABASE_URL"] = f"{proxied}?prepared_statement_cache_size=0"
+        api, base = start_api(
+            drill_project, env, tmp_path / "api.log", "--timeout-graceful-shutdown", "1"
+        )
+        worker = start_worker(drill_project, env, tmp_path / "worker.log") if redis else None
+        faults = FaultStack(drill_project, tmp_path, database_url, env, proxy, api, base, worker)
+        try:
+            yield faults
+        finally:
+            for process in (faults.api, faults.worker):
+                if process is not None:
+                    process.stop()
+
+
+@dataclass
+class FaultCase:
+    fault: str
+    status: str
+    tries: int
+    interruptions: int
+    starts: int
+    ends: int
+    recovered: float
+    """Seconds from the fault's end to the job's recorded end."""
+    bound: float
+    expected: tuple[str, int, int, int, int]
+    """(status, tries, interruptions, starts, ends)."""
+
+    @property
+    def holds(self) -> bool:
+        got = (self.status, self.tries, self.interruptions, self.starts, self.ends)
+        return got == self.expected and self.recovered <= self.bound
+
+
+def record_case(
+    stack: FaultStack, fault: str, job: str, fault_end: float, bound: float,
+    expected: tuple[str, int, int, int, int],
+) -> FaultCase:  # fmt: skip
+    ended_at = stack.until_ended(job)
+    time.sleep(0.5)  # room for a wrong second run or record
+    status, tries, interruptions, _ = stack.row(job)
+    log = stack.log()
+    return FaultCase(
+        fault, status, tries, interruptions, log["start", job], log["end", job],
+        round(max(0.0, ended_at - fault_end), 1), bound, expected,
+    )  # fmt: skip
+
+
+def owed_row_sql(job: str, database: str) -> str:
+    """An INSERT of a job row nobody dispatched, due an hour ago."""
+    an_hour_ago = (datetime.now(UTC) - timedelta(hours=1)).strftime("%Y-%m-%d %H:%M:%S.%f")
+    if database == "postgresql":
+        an_hour_ago += "+00"
+    return (
+        "INSERT INTO jobs (id, task, arguments, request_id, status, tries, interruptions, "
+        f"due_at, created_at) VALUES ('{job}', 'drill_step', "
+        """'{"args": [0, 0.2, 0], "kwargs": {}}', 'fault-relay', 'pending', 0, 0, """
+        f"'{an_hour_ago}', '{an_hour_ago}')"
+    )
+
+
+def test_f_every_write_of_a_jobs_life_survives_a_fault(fault_stack: FaultStack) -> None:
+    stack = fault_stack
+    database = "postgresql" if stack.proxy is not None else "sqlite"
+    backend = "arq" if stack.worker is not None else "background"
+    took = F_LEASE + F_INTERVAL + 3  # the heartbeat bound and a relay pass, and a run's slack
+    quick = 3 + (F_BUSY if database == "sqlite" else 0)  # a write asked again, a run's slack
+    arq_retry = 2 + 3  # arq's Retry after a claim's database error (backoff 1 s * 2), slack
+    cases: list[FaultCase] = []
+
+    # The row's INSERT, in the request's transaction: a 503 the client may retry.
+    stack.strike("insert")
+    refused = stack.post_step(0, 0.2)
+    fault_end = stack.over()
+    accepted = stack.post_step(0, 0.2)
+    assert (refused.status_code, refused.headers.get("Retry-After")) == (503, "1"), refused.text
+    assert accepted.status_code == 200, accepted.text
+    cases.append(
+        record_case(
+            stack, "insert", accepted.json()["job"], fault_end, quick, ("succeeded", 1, 0, 1, 1)
+        )
+    )
+
+    # The claim of a retry.
+    job = stack.post_step(1, 0.2).json()["job"]
+    stack.starts(job)
+    time.sleep(0.3)  # the first try's end is recorded: the next write is the retry's claim
+    stack.strike("claim")
+    fault_end = stack.over()
+    bound = arq_retry if backend == "arq" else took
+    cases.append(record_case(stack, "claim", job, fault_end, bound, ("succeeded", 2, 0, 2, 2)))
+
+    # The record of a success, of a retry, of a final failure.
+    for fault, fail_tries, expected in (
+        ("record: success", 0, ("succeeded", 1, 0, 1, 1)),
+        ("record: retry", 1, ("succeeded", 2, 0, 2, 2)),
+        ("record: final failure", 99, ("failed", 3, 0, 3, 3)),
+    ):
+        job = stack.post_step(fail_tries, 1.5).json()["job"]
+        stack.starts(job, min(fail_tries + 1, 3))
+        time.sleep(0.3)
+        stack.strike("record")
+        fault_end = stack.over()
+        cases.append(record_case(stack, fault, job, fault_end, quick, expected))
+
+    # A relay pass, over a job that was never dispatched.
+    owed = uuid.uuid4().hex
+    stack.strike("relay")
+    if database == "postgresql":
+        query(stack.database_url, owed_row_sql(owed, database))
+        fault_end = stack.over()
+    else:  # the row goes in once the lock is free; the passes meanwhile fail
+        fault_end = stack.over()
+        query(stack.database_url, owed_row_sql(owed, database))
+    cases.append(
+        record_case(
+            stack, "relay pass", owed, fault_end, F_INTERVAL + quick, ("succeeded", 1, 0, 1, 1)
+        )
+    )
+
+    # The release on shutdown: SIGTERM past the grace, the release fails, the process exits.
+    job = stack.post_step(0, 6).json()["job"]
+    stack.starts(job)
+    stack.strike("release")
+    stack.runner.send(signal.SIGTERM)
+    stack.runner.popen.wait(timeout=60)
+    stack.over()
+    stack.start_runner()
+    fault_end = time.monotonic()
+    cases.append(
+        record_case(
+            stack, "release on shutdown", job, fault_end, took + 6, ("succeeded", 1, 1, 2, 1)
+        )
+    )
+
+    # SIGKILL during a try, and between a try's work and its record (at least once: it runs
+    # again, the one documented case of a second run).
+    for fault, seconds, linger, wait_end, expected in (
+        ("SIGKILL mid-try", 3, 0.0, False, ("succeeded", 1, 1, 2, 1)),
+        ("SIGKILL after work", 0.2, 3.0, True, ("succeeded", 1, 1, 2, 2)),
+    ):
+        job = stack.post_step(0, seconds, linger).json()["job"]
+        if wait_end:
+            wait_for(lambda job=job: stack.log()["end", job] >= 1, 30, "the work done")
+        else:
+            stack.starts(job)
+        stack.runner.send(signal.SIGKILL)
+        stack.runner.popen.wait(timeout=10)
+        stack.start_runner()
+        fault_end = time.monotonic()
+        cases.append(record_case(stack, fault, job, fault_end, took + seconds + linger, expected))
+
+    # Processing went on throughout: a job scheduled now runs at once.
+    last = stack.post_step(0, 0).json()["job"]
+    stack.until_ended(last, timeout=10)
+    zero_tries_failed = query(
+        stack.database_url, "SELECT COUNT(*) FROM jobs WHERE status = 'failed' AND tries = 0"
+    )
+
+    print(f"\nF {backend}, {database}: fault -> outcome (tries, interruptions, starts, ends), "
+          f"seconds from the fault's end to the job's end (bound)")  # fmt: skip
+    for case in cases:
+        print(
+            f"  {case.fault:<22} {case.status:<9} tries {case.tries} interruptions "
+            f"{case.interruptions} starts {case.starts} ends {case.ends}  "
+            f"{case.recovered:>5.1f} s (<= {case.bound:g})  {'ok' if case.holds else 'WRONG'}"
+        )
+    assert [case.fault for case in cases if not case.holds] == []
+    assert stack.row(last)[0] == "succeeded"
+    assert zero_tries_failed == [(0,)]
