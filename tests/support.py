@@ -84,7 +84,11 @@ class Process:
 
     def json_lines(self) -> list[dict[str, Any]]:
         """The JSON lines logged so far; a last line still being written is left for later."""
-        text = self.log.read_text()
+        return self.json_lines_of(self.log)
+
+    @staticmethod
+    def json_lines_of(log: Path) -> list[dict[str, Any]]:
+        text = log.read_text()
         complete = text[: text.rfind("\n") + 1]
         return [json.loads(line) for line in complete.splitlines() if line.startswith("{")]
 
@@ -133,12 +137,15 @@ def migrate(project: Path, env: dict[str, str]) -> None:
 
 
 def query(database_url: str, sql: str) -> list[tuple[Any, ...]]:
-    """The rows of `sql`, read from the app's database (SQLite or PostgreSQL)."""
+    """The rows of `sql` on the app's database (SQLite or PostgreSQL), committed."""
     if database_url.startswith("sqlite"):
         with closing(sqlite3.connect(database_url.split(":///", 1)[1])) as connection:
-            return connection.execute(sql).fetchall()
+            rows = connection.execute(sql).fetchall()
+            connection.commit()
+            return rows
     with psycopg.connect(database_url.replace("+asyncpg", "", 1)) as connection:
-        return connection.execute(sql).fetchall()  # type: ignore[arg-type]
+        cursor = connection.execute(sql)  # type: ignore[arg-type]
+        return cursor.fetchall() if cursor.description else []
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> float:
