@@ -245,6 +245,8 @@ SECONDS = {
     "test_hostile_answers.py::test_hostile_answers_render_valid_files_or_are_refused": 116,
     "test_hostile_answers.py::test_hostile_samples_pass_the_gates": 74,
     "test_ship.py::test_the_image_and_compose_commands_serve": 18,
+    "test_drills.py::test_f_every_write_of_a_jobs_life_survives_a_fault": 80,
+    "test_drills.py::test_r12_a_worker_rides_out_a_long_redis_outage": 75,
     "test_drills": 25,
 }
 """A test's wall seconds, by module::function or by module, as measured one after another

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -1170,3 +1171,53 @@ def test_f_every_write_of_a_jobs_life_survives_a_fault(fault_stack: FaultStack) 
     assert [case.fault for case in cases if not case.holds] == []
     assert stack.row(last)[0] == "succeeded"
     assert zero_tries_failed == [(0,)]
+
+
+# --- R12 (issue 19, defect 8) ----------------------------------------------------------------
+
+LONG_OUTAGE = 50  # seconds: the worker used to end after ~45 s without Redis
+
+
+@pytest.mark.parametrize("drill_project", ["arq-sqlite"], indirect=True)
+def test_r12_a_worker_rides_out_a_long_redis_outage(
+    arq_stack: ArqStack, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    wait_until_healthy(arq_stack.base, arq_stack.api.popen)  # the worker is up
+    redis_server.stop()
+    outage_started = time.monotonic()
+    late = arq_stack.start_worker("worker-started-during-the-outage")
+    jobs = job_ids(arq_stack.base, 3, seconds=0.1)  # stored; their dispatch fails
+    time.sleep(LONG_OUTAGE)
+    alive = [process.popen.poll() is None for process in (arq_stack.worker, late)]
+    redis_server.start()
+    outage = time.monotonic() - outage_started
+    took = wait_for(lambda: ended(tmp_path, jobs), 60, "the 3 jobs ran")
+
+    warnings = [
+        line for process in (arq_stack.worker, late) for line in process.events("redis_unavailable")
+    ]
+    plain = [
+        line
+        for process in (arq_stack.worker, late)
+        for line in process.log.read_text().splitlines()
+        if line and not line.startswith("{")
+    ]
+    gaps = sorted(
+        round(b - a, 1)
+        for process in (arq_stack.worker, late)
+        for a, b in pairwise(
+            datetime.fromisoformat(line["timestamp"]).timestamp()
+            for line in process.events("redis_unavailable")
+        )
+    )
+    print(
+        f"\nR12 arq: Redis down {outage:.0f} s, one worker running and one started during the "
+        f"outage: alive at its end {alive}; redis_unavailable lines {len(warnings)} (longest "
+        f"gap {gaps[-1] if gaps else '-'} s); non-JSON lines {len(plain)}; the 3 jobs stored "
+        f"meanwhile ran {took:.1f} s after Redis was back"
+    )
+    assert alive == [True, True]
+    assert warnings, "the wait is logged"
+    assert plain == []
+    assert gaps
+    assert gaps[-1] <= 10, "backoff is capped: the log says it is still waiting"
