@@ -16,10 +16,10 @@ EXPECTED_TESTS = {
     "background-examples-postgresql": 160,
     "background-minimal-sqlite": 112,
     "background-minimal-postgresql": 109,
-    "arq-examples-sqlite": 181,
-    "arq-examples-postgresql": 178,
-    "arq-minimal-sqlite": 129,
-    "arq-minimal-postgresql": 126,
+    "arq-examples-sqlite": 182,
+    "arq-examples-postgresql": 179,
+    "arq-minimal-sqlite": 130,
+    "arq-minimal-postgresql": 127,
 }
 TRACING_TESTS = 4
 """What `opentelemetry` adds to every flavour (tests/test_tracing.py)."""
