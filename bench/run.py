@@ -302,7 +302,8 @@ def serve_apps(
     apps = {}
     for name, (project, factory) in servers.items():
         label = f"{phase}-{project.parent.name}-{factory}"
-        app_env = databases.new(project, env, label) if factory.startswith("generated") else env
+        writes = factory.startswith(("generated", "naive"))
+        app_env = databases.new(project, env, label) if writes else env
         base = stack.enter_context(serve(project, factory, app_env, logs / f"{label}.log"))
         database_url = app_env.get("ACME_SHOP_DATABASE_URL") if app_env is not env else None
         apps[name] = App(base, database_url, runs_jobs=not is_arq(project))
@@ -327,6 +328,9 @@ def check_jobs(apps: dict[str, App]) -> dict[str, dict[str, int]]:
 # POST /noop (the job row is the request's only write) and POST /event (one more INSERT in
 # a transaction that the route opens anyway, to store an event).
 WITH_ROW, WITHOUT_ROW = "generated, {backend} backend", "generated, {backend}, no outbox row"
+NAIVE = "naive: AsyncSession INSERT + commit + BackgroundTasks"
+"""What a user writes without the outbox (issue 20's reference): the generated rows must
+reach it."""
 EVENT = ", POST /event"
 
 
@@ -345,13 +349,14 @@ def measure_endpoints(
     logs: Path,
     args: argparse.Namespace,
 ) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
-    """Requests per second of POST /noop in seven apps, each in its own uvicorn, side by
+    """Requests per second of POST /noop in eight apps, each in its own uvicorn, side by
     side; the generated app with and without its job row on each backend, also on POST
     /event. Also each app's job rows by status."""
     background, arq = projects["background"], projects["arq"]
     outbox = outbox_servers(projects)
     servers = {
         "bare FastAPI": (background, "bare"),
+        NAIVE: (background, "naive"),
         **{name: outbox[name] for name in list(outbox)[:2]},
         "raw arq enqueue_job": (arq, "raw_arq"),
         "generated QueueRedis.enqueue_job": (arq, "fast_enqueue"),
@@ -607,15 +612,17 @@ def table(results: dict[str, Any]) -> str:
     raw = endpoints["raw arq enqueue_job"]["rps"]
     lines.append(f"Endpoints: wrk -t1 -c{CONNECTIONS}, POST, median of {results['rounds']} rounds")
     lines.append("")
-    lines.append("| endpoint | req/s | p50 ms | p99 ms | vs bare | vs raw arq |")
-    lines.append("| --- | ---: | ---: | ---: | ---: | ---: |")
+    naive = endpoints[NAIVE]["rps"] if NAIVE in endpoints else None
+    lines.append("| endpoint | req/s | p50 ms | p99 ms | vs bare | vs naive | vs raw arq |")
+    lines.append("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, m in endpoints.items():
         if name.endswith(EVENT):  # in the outbox table
             continue
         vs_raw = f"{m['rps'] / raw:.2f}x" if "arq" in name or "Queue" in name else ""
+        vs_naive = f"{m['rps'] / naive:.2f}x" if naive and name.startswith("generated,") else ""
         lines.append(
             f"| {name} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
-            f"| {m['rps'] / bare:.2f}x | {vs_raw} |"
+            f"| {m['rps'] / bare:.2f}x | {vs_naive} | {vs_raw} |"
         )
     lines.append("")
     lines += outbox_table(results)

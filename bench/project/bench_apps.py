@@ -13,7 +13,10 @@
   replaced by a queue that writes no row and dispatches at once (background: runs
   the task with `run_task` after the response, as `run_job` does but without the
   row's claim and record; arq: enqueues the job): what the outbox costs per request;
-- generated_gc_off: a diagnostic, `generated` with the garbage collector off.
+- generated_gc_off: a diagnostic, `generated` with the garbage collector off;
+- naive: what a user writes without the outbox on the same stack, the honest
+  reference (issue 20): a route that opens an SQLAlchemy `AsyncSession`, inserts an
+  event, commits, and adds a no-op to `BackgroundTasks`. No job row, nothing durable.
 
 The bench's tasks are added to the registry (`tasks.TASKS`), as a project adds its
 own: the background backend looks a job's task up there when it runs it.
@@ -156,6 +159,28 @@ def generated_gc_off() -> FastAPI:
     """A diagnostic: the generated app with Python's cyclic garbage collector off."""
     gc.disable()
     return generated()
+
+
+def naive() -> FastAPI:
+    from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
+
+    engine = create_async_engine(os.environ["ACME_SHOP_DATABASE_URL"])
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    app = FastAPI()
+
+    def nothing() -> None:
+        """The task: a plain function, as the FastAPI docs show one."""
+
+    @app.post("/noop")
+    async def insert_then_schedule(background_tasks: BackgroundTasks) -> dict[str, int]:
+        async with sessions() as session:
+            event = Event(name="bench", data={})
+            session.add(event)
+            await session.commit()
+        background_tasks.add_task(nothing)
+        return {"event": event.id}
+
+    return app
 
 
 def bare() -> FastAPI:
