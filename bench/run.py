@@ -302,7 +302,7 @@ def serve_apps(
     apps = {}
     for name, (project, factory) in servers.items():
         label = f"{phase}-{project.parent.name}-{factory}"
-        writes = factory.startswith(("generated", "naive"))
+        writes = factory.startswith(("generated", "naive", "driver"))
         app_env = databases.new(project, env, label) if writes else env
         base = stack.enter_context(serve(project, factory, app_env, logs / f"{label}.log"))
         database_url = app_env.get("ACME_SHOP_DATABASE_URL") if app_env is not env else None
@@ -329,6 +329,7 @@ def check_jobs(apps: dict[str, App]) -> dict[str, dict[str, int]]:
 # a transaction that the route opens anyway, to store an event).
 WITH_ROW, WITHOUT_ROW = "generated, {backend} backend", "generated, {backend}, no outbox row"
 NAIVE = "naive: AsyncSession INSERT + commit + BackgroundTasks"
+SQLITE3, ASYNCPG = "drivers' limit: sqlite3 INSERT on the loop", "drivers' limit: asyncpg INSERT"
 """What a user writes without the outbox (issue 20's reference): the generated rows must
 reach it."""
 EVENT = ", POST /event"
@@ -357,6 +358,7 @@ def measure_endpoints(
     servers = {
         "bare FastAPI": (background, "bare"),
         NAIVE: (background, "naive"),
+        SQLITE3: (background, "driver_sqlite3"),
         **{name: outbox[name] for name in list(outbox)[:2]},
         "raw arq enqueue_job": (arq, "raw_arq"),
         "generated QueueRedis.enqueue_job": (arq, "fast_enqueue"),
@@ -389,7 +391,11 @@ def measure_outbox_postgresql(
         databases = Databases(logs, postgresql=server_url)
         stack.callback(databases.drop)
         outbox = outbox_servers(projects)
-        servers = {NAIVE: (projects["background"], "naive"), **outbox}
+        servers = {
+            NAIVE: (projects["background"], "naive"),
+            ASYNCPG: (projects["background"], "driver_asyncpg"),
+            **outbox,
+        }
         apps = serve_apps(stack, servers, env, databases, logs, phase="outbox")
         outbox_apps = {name: apps[name] for name in outbox}
         contenders = {**loads(apps, "/noop", args), **loads(outbox_apps, "/event", args, EVENT)}
@@ -565,6 +571,21 @@ def jobs_table(
     return [title, "", *header, *rows, ""]
 
 
+def drivers_limit_lines(databases: dict[str, dict[str, Any]]) -> list[str]:
+    """The naive route and the drivers' limit on each database, in req/s."""
+    lines = []
+    for database, measured in databases.items():
+        naive = measured.get(NAIVE)
+        for name in (SQLITE3, ASYNCPG):
+            if naive and name in measured:
+                rps = measured[name]["rps"]
+                lines.append(
+                    f"{database}: naive route {naive['rps']:.0f} req/s; {name} {rps:.0f} req/s "
+                    f"({rps / naive['rps']:.1f}x the naive route)."
+                )
+    return [*lines, ""] if lines else []
+
+
 def outbox_table(results: dict[str, Any]) -> list[str]:
     """What the job row costs per request: the same generated endpoint with it and without."""
     databases = {"SQLite": results["endpoints"]}
@@ -595,6 +616,7 @@ def outbox_table(results: dict[str, Any]) -> list[str]:
                 )
     lines += [
         "",
+        *drivers_limit_lines(databases),
         "(With row / naive: against the route a user writes without the outbox, an AsyncSession",
         "INSERT + commit + BackgroundTasks, on the same database; the target is 1.0x or more.",
         "/noop: the job row is the request's only write; /event: it is one more INSERT in a",

@@ -16,7 +16,10 @@
 - generated_gc_off: a diagnostic, `generated` with the garbage collector off;
 - naive: what a user writes without the outbox on the same stack, the honest
   reference (issue 20): a route that opens an SQLAlchemy `AsyncSession`, inserts an
-  event, commits, and adds a no-op to `BackgroundTasks`. No job row, nothing durable.
+  event, commits, and adds a no-op to `BackgroundTasks`. No job row, nothing durable;
+- driver_sqlite3, driver_asyncpg: the drivers' limit: the same INSERT and commit with
+  the standard library's `sqlite3` on the event loop (WAL, synchronous=NORMAL), or
+  with a raw `asyncpg` pool, without SQLAlchemy or a task.
 
 The bench's tasks are added to the registry (`tasks.TASKS`), as a project adds its
 own: the background backend looks a job's task up there when it runs it.
@@ -179,6 +182,50 @@ def naive() -> FastAPI:
             await session.commit()
         background_tasks.add_task(nothing)
         return {"event": event.id}
+
+    return app
+
+
+def driver_sqlite3() -> FastAPI:
+    import sqlite3
+
+    path = os.environ["ACME_SHOP_DATABASE_URL"].partition(":///")[2]
+    connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.execute("PRAGMA busy_timeout=5000")
+    app = FastAPI()
+
+    @app.post("/noop")
+    async def insert() -> dict[str, int]:
+        cursor = connection.execute(
+            "INSERT INTO events (name, data, created_at) VALUES ('bench', '{}', "
+            "strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+        )
+        return {"event": cursor.lastrowid or 0}
+
+    return app
+
+
+def driver_asyncpg() -> FastAPI:
+    import asyncpg
+
+    url = os.environ["ACME_SHOP_DATABASE_URL"].replace("postgresql+asyncpg://", "postgresql://")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        pool = await asyncpg.create_pool(url, min_size=5, max_size=15)
+        yield {"pool": pool}
+        await pool.close()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.post("/noop")
+    async def insert(request: Request) -> dict[str, int]:
+        event_id = await request.state.pool.fetchval(
+            "INSERT INTO events (name, data, created_at) VALUES ('bench', '{}', now()) RETURNING id"
+        )
+        return {"event": event_id}
 
     return app
 
