@@ -22,14 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.typing import FilteringBoundLogger
 
 from ..models import Job, as_utc
+from .records import CHUNK
 
 ClearFinished = Callable[[Sequence[str]], Awaitable[None]]
 """Makes the backend forget the finished runs of the jobs with these ids, before they run
 again: arq keeps a finished job's result for `keep_result` seconds, and refuses its id
 meanwhile. `jobs/queue.py` gives one; it raises `QueueUnavailableError`."""
-
-CHUNK = 500
-"""Jobs reset per statement: the ids go into an `IN (...)`, which has a bound."""
 
 
 class QueueUnavailableError(Exception):
