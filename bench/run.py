@@ -14,6 +14,7 @@ answers, else a throwaway server), --table JSON (print the table of an earlier r
 """
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -93,9 +94,11 @@ def serve(
     *,
     module: str = "bench_apps",
     ready: Callable[[str], bool] = noop_answers,
+    workers: int = 1,
 ) -> Iterator[str]:
-    """`uvicorn <module>:<factory> --factory` in `project`, its output appended to `log`;
-    yields its base URL once `ready(base URL)` says it answers (within 30 s)."""
+    """`uvicorn <module>:<factory> --factory` in `project` (`--workers` processes), its
+    output appended to `log`; yields its base URL once `ready(base URL)` says it answers
+    (within 30 s)."""
     port = free_port()
     with log.open("ab") as out:
         server = subprocess.Popen(
@@ -109,6 +112,7 @@ def serve(
                 *UVICORN_FLAGS,
                 "--port",
                 str(port),
+                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             cwd=project,
             env=env,
@@ -142,8 +146,11 @@ def fresh_logs(name: str) -> Path:
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, *, seconds: float, connections: int, close: bool = False) -> dict[str, float]:
-    """POST `url` with wrk; requests per second and latency percentiles in ms."""
+def wrk(
+    url: str, *, seconds: float, connections: int, close: bool = False, count_errors: bool = False
+) -> dict[str, float]:
+    """POST `url` with wrk; requests per second and latency percentiles in ms. An answer
+    that is not a 2xx fails the bench, unless `count_errors` (then: `non_2xx`)."""
     executable = shutil.which("wrk") or install("wrk", "wrk")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write('wrk.method = "POST"\n')
@@ -161,7 +168,8 @@ def wrk(url: str, *, seconds: float, connections: int, close: bool = False) -> d
         assert match, output
         result[f"p{percentile}_ms"] = float(match[1]) * _UNITS[match[2]]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
-    assert errors is None, f"{url}: {errors[0]}"
+    assert errors is None or count_errors, f"{url}: {errors[0]}"
+    result["non_2xx"] = float(errors[1]) if errors else 0.0
     result["requests"] = float(re.search(r"(\d+) requests in", output)[1])  # type: ignore[index]
     return result
 
@@ -201,7 +209,7 @@ def prepare(workdir: Path, backend: str, database: str = "sqlite") -> Path:
     project = render(
         workdir / f"{backend}-{database}" / "acme-shop", task_backend=backend, database=database
     )
-    for name in ("bench_apps.py", "bench_worker.py", "bench_enqueue.py"):
+    for name in ("bench_apps.py", "bench_worker.py", "bench_enqueue.py", "bench_pgqueuer.py"):
         shutil.copy(BENCH / "project" / name, project / name)
     subprocess.run(["uv", "sync", "--quiet"], cwd=project, env=project_env(), check=True)
     return project
@@ -279,10 +287,19 @@ class App:
     """Whether it runs its jobs itself (background backend), so that the rows end."""
 
     def load(
-        self, path: str, *, seconds: float, connections: int, close: bool = False
+        self,
+        path: str,
+        *,
+        seconds: float,
+        connections: int,
+        close: bool = False,
+        count_errors: bool = False,
     ) -> dict[str, float]:
         """wrk on POST `path`; then, if it runs its jobs, wait until they have run."""
-        result = wrk(f"{self.base}{path}", seconds=seconds, connections=connections, close=close)
+        url = f"{self.base}{path}"
+        result = wrk(
+            url, seconds=seconds, connections=connections, close=close, count_errors=count_errors
+        )
         if self.runs_jobs and self.database_url:
             wait_for_jobs(self.database_url)
         return result
@@ -333,6 +350,8 @@ SQLITE3, ASYNCPG = "drivers' limit: sqlite3 INSERT on the loop", "drivers' limit
 """What a user writes without the outbox (issue 20's reference): the generated rows must
 reach it."""
 EVENT = ", POST /event"
+SYNCHRONOUS_NORMAL = "generated, background backend, DATABASE_SYNCHRONOUS=NORMAL"
+"""SQLite's `synchronous` setting (issue 20): FULL, the default, against NORMAL."""
 
 
 def outbox_servers(projects: dict[str, Path]) -> dict[str, tuple[Path, str]]:
@@ -360,6 +379,7 @@ def measure_endpoints(
         NAIVE: (background, "naive"),
         SQLITE3: (background, "driver_sqlite3"),
         **{name: outbox[name] for name in list(outbox)[:2]},
+        SYNCHRONOUS_NORMAL: (background, "generated_synchronous_normal"),
         "raw arq enqueue_job": (arq, "raw_arq"),
         "generated QueueRedis.enqueue_job": (arq, "fast_enqueue"),
         **{name: outbox[name] for name in list(outbox)[2:]},
@@ -440,30 +460,95 @@ def measure_slow_tasks(
         return alternate(args.rounds, contenders), check_jobs(apps)
 
 
-def measure_worker(
-    project: Path, env: dict[str, str], logs: Path, args: argparse.Namespace
+PROCESS_CONNECTIONS = 64
+
+
+def measure_processes(
+    projects: dict[str, Path], env: dict[str, str], logs: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    """N no-op jobs drained by the generated worker and by a raw arq Worker."""
+    """The generated background app's POST /noop in one uvicorn process and in two
+    (`--workers 2`, as a user runs it on two cores), 64 connections, on each database
+    (`projects`: database -> project): how many answers were not a 2xx, and what the
+    second process gives; the naive route likewise, for what the machine allows (wrk
+    and PostgreSQL share its two cores with the app)."""
+    results = {}
+    for database, project in projects.items():
+        with ExitStack() as stack:
+            if database == "postgresql":
+                databases = Databases(logs, postgresql=stack.enter_context(running_postgres()))
+                stack.callback(databases.drop)
+            else:
+                databases = Databases(logs)
+            contenders: dict[str, Callable[[], dict[str, float]]] = {}
+            for factory, workers in itertools.product(("generated", "naive"), (1, 2)):
+                label = f"processes-{database}-{factory}-{workers}"
+                app_env = databases.new(project, env, label)
+                base = stack.enter_context(
+                    serve(project, factory, app_env, logs / f"{label}.log", workers=workers)
+                )
+                app = App(base, app_env["ACME_SHOP_DATABASE_URL"], runs_jobs=True)
+                contenders[f"{factory} {workers}"] = lambda app=app: app.load(
+                    "/noop",
+                    seconds=args.seconds,
+                    connections=PROCESS_CONNECTIONS,
+                    count_errors=True,
+                )
+            results[database] = alternate(args.rounds, contenders)
+    return results
+
+
+def processes_lines(results: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Processes: the generated background app, POST /noop, wrk -t1 -c{PROCESS_CONNECTIONS}",
+        "",
+        "| app | database | 1 process req/s | 2 processes req/s | 2 / 1 | p99 ms 1 / 2 "
+        "| non-2xx 1 / 2 |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for database, measured in results.items():
+        for factory in ("generated", "naive"):
+            one, two = measured[f"{factory} 1"], measured[f"{factory} 2"]
+            errors = [sum(run["non_2xx"] for run in m["runs"]) for m in (one, two)]
+            lines.append(
+                f"| {factory} | {database} | {one['rps']:.0f} | {two['rps']:.0f} "
+                f"| {two['rps'] / one['rps']:.2f}x | {one['p99_ms']:.0f} / {two['p99_ms']:.0f} "
+                f"| {errors[0]:.0f} / {errors[1]:.0f} |"
+            )
+    return [*lines, ""]
+
+
+PGQUEUER = "pgqueuer==1.6.0"
+"""PostgreSQL's own queue, beside arq (issue 20): run by `uv run --with`, not a dependency."""
+
+
+def measure_worker(
+    projects: dict[str, Path],
+    env: dict[str, str],
+    databases: Databases,
+    logs: Path,
+    args: argparse.Namespace,
+) -> dict[str, Any]:
+    """N no-op jobs drained by the generated worker on each database (`projects`: database
+    -> arq project), by a raw arq Worker, and, on the same PostgreSQL, by pgqueuer's own
+    QueueManager (at most 10 jobs at once, as arq's max_jobs)."""
     # All the rows are written before the drain starts, so they become overdue sooner than
     # a request's would: the relay (it runs in the worker) would send them again meanwhile.
     env = {**env, "ACME_SHOP_RELAY_GRACE_SECONDS": "3600"}
 
-    def drain(kind: str) -> dict[str, float]:
-        result_file = logs / f"worker-{kind}.json"
-        with (logs / f"worker-{kind}.log").open("ab") as out:
+    def drain(project: Path, kind: str, run_env: dict[str, str], label: str) -> dict[str, float]:
+        result_file = logs / f"worker-{label}.json"
+        if kind == "pgqueuer":
+            url = run_env["ACME_SHOP_DATABASE_URL"].replace("postgresql+asyncpg", "postgresql")
+            command = ["uv", "run", "--no-sync", "--with", PGQUEUER, "python"]
+            command += ["bench_pgqueuer.py", url, str(args.jobs), str(result_file)]
+        else:
+            command = ["uv", "run", "--no-sync", "python", "bench_worker.py", kind]
+            command += [str(args.jobs), str(result_file)]
+        with (logs / f"worker-{label}.log").open("ab") as out:
             subprocess.run(
-                [
-                    "uv",
-                    "run",
-                    "--no-sync",
-                    "python",
-                    "bench_worker.py",
-                    kind,
-                    str(args.jobs),
-                    str(result_file),
-                ],
+                command,
                 cwd=project,
-                env=env,
+                env=run_env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 check=True,
@@ -472,10 +557,25 @@ def measure_worker(
         seconds = json.loads(result_file.read_text())["seconds"]
         return {"jobs_per_s": args.jobs / seconds, "seconds": seconds}
 
-    return alternate(
-        args.rounds,
-        {"generated worker": lambda: drain("generated"), "raw arq Worker": lambda: drain("raw")},
-    )
+    with ExitStack() as stack:
+        contenders: dict[str, Callable[[], dict[str, float]]] = {}
+        sqlite_env = databases.new(projects["sqlite"], env, "worker")
+        contenders["raw arq Worker"] = lambda: drain(projects["sqlite"], "raw", sqlite_env, "raw")
+        contenders["generated worker, SQLite"] = lambda: drain(
+            projects["sqlite"], "generated", sqlite_env, "generated-sqlite"
+        )
+        if "postgresql" in projects:
+            postgresql = Databases(logs, postgresql=stack.enter_context(running_postgres()))
+            stack.callback(postgresql.drop)
+            pg_env = postgresql.new(projects["postgresql"], env, "worker")
+            contenders["generated worker, PostgreSQL"] = lambda: drain(
+                projects["postgresql"], "generated", pg_env, "generated-postgresql"
+            )
+            pgqueuer_env = postgresql.new(projects["postgresql"], env, "pgqueuer")
+            contenders["pgqueuer QueueManager, PostgreSQL"] = lambda: drain(
+                projects["postgresql"], "pgqueuer", pgqueuer_env, "pgqueuer"
+            )
+        return alternate(args.rounds, contenders)
 
 
 def measure_enqueue(
@@ -655,6 +755,8 @@ def table(results: dict[str, Any]) -> str:
         )
     lines.append("")
     lines += outbox_table(results)
+    if "processes" in results:
+        lines += processes_lines(results["processes"])
     lines.append("Every request schedules a 2-second task: wrk -t1 -c16")
     lines.append("")
     lines.append("| endpoint | req/s | p50 ms | p99 ms |")
@@ -750,6 +852,11 @@ def main() -> None:
                 results["outbox_postgresql"], results["job rows"]["postgresql"] = (
                     measure_outbox_postgresql(pg_projects, env, logs, args)
                 )
+            print("one process and two...", flush=True)
+            by_database = {"sqlite": projects["background"]}
+            if not args.no_postgresql:
+                by_database["postgresql"] = pg_projects["background"]
+            results["processes"] = measure_processes(by_database, env, logs, args)
             print("2-second tasks...", flush=True)
             results["slow_tasks"], results["job rows"]["slow_tasks"] = measure_slow_tasks(
                 projects["background"], env, databases, logs, args
@@ -770,8 +877,10 @@ def main() -> None:
             print("enqueue...", flush=True)
             results["enqueue"] = measure_enqueue(projects["arq"], env, logs, args)
             print("worker...", flush=True)
-            worker_env = databases.new(projects["arq"], env, "worker")
-            results["worker"] = measure_worker(projects["arq"], worker_env, logs, args)
+            arq_projects = {"sqlite": projects["arq"]}
+            if not args.no_postgresql:
+                arq_projects["postgresql"] = pg_projects["arq"]
+            results["worker"] = measure_worker(arq_projects, env, databases, logs, args)
         print("copier...", flush=True)
         results["copier"] = measure_copier(workdir, args)
 

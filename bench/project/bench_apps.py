@@ -13,6 +13,7 @@
   replaced by a queue that writes no row and dispatches at once (background: runs
   the task with `run_task` after the response, as `run_job` does but without the
   row's claim and record; arq: enqueues the job): what the outbox costs per request;
+- generated_synchronous_normal: `generated` with SQLite's `synchronous=NORMAL`;
 - generated_gc_off: a diagnostic, `generated` with the garbage collector off;
 - naive: what a user writes without the outbox on the same stack, the honest
   reference (issue 20): a route that opens an SQLAlchemy `AsyncSession`, inserts an
@@ -156,6 +157,12 @@ def generated_no_outbox() -> FastAPI:
     without_rows = arq_queue_without_rows if arq_backend else background_queue_without_rows
     app.dependency_overrides[deps.get_task_queue] = without_rows
     return app
+
+
+def generated_synchronous_normal() -> FastAPI:
+    """`generated` on SQLite with `DATABASE_SYNCHRONOUS=NORMAL` (commits wait for no disk)."""
+    os.environ["ACME_SHOP_DATABASE_SYNCHRONOUS"] = "NORMAL"
+    return generated()
 
 
 def generated_gc_off() -> FastAPI:
