@@ -4,8 +4,13 @@ It forwards every connection to an upstream port, byte for byte. Armed with a ma
 (`cut_next_reply(b"EVAL")`), it lets the next request that carries the marker reach the
 upstream server, then closes that connection instead of forwarding the server's reply:
 the server did the work, the client never hears of it.
+
+It knows one thing of PostgreSQL's protocol: asyncpg prepares a statement once per
+connection (a Parse message carries its text and a name) and later runs it by name (a
+Bind message): a request that binds a statement whose text carries the marker carries it.
 """
 
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -30,6 +35,8 @@ class Link:
     upstream: socket.socket
     cut: Cut | None = None
     """Set once this link's next reply is to be dropped."""
+    statements: dict[bytes, bytes] = field(default_factory=dict)
+    """The statements prepared on this link: asyncpg's name -> text."""
     closed: threading.Event = field(default_factory=threading.Event)
 
     def close(self) -> None:
@@ -81,11 +88,13 @@ class CuttingProxy:
     def requests(self, link: Link) -> None:
         """Client -> server; arms the link when a request carries the marker."""
         while chunk := receive(link.client):
+            link.statements.update(PARSE.findall(chunk))
+            bound = b"".join(link.statements.get(name, b"") for name in BIND.findall(chunk))
             with self.lock:
                 for marker in self.forwarded:
                     self.forwarded[marker] += chunk.count(marker)
-                if self.marker is not None and self.marker in chunk:
-                    link.cut = Cut(markers_in_request=chunk.count(self.marker))
+                if self.marker is not None and self.marker in chunk + bound:
+                    link.cut = Cut(markers_in_request=(chunk + bound).count(self.marker))
                     self.marker = None
             if not send(link.upstream, chunk):
                 break
@@ -110,6 +119,12 @@ class CuttingProxy:
             links = list(self.links)
         for link in links:
             link.close()
+
+
+# PostgreSQL's Parse ('P', length, name, text) and Bind ('B', length, portal, name)
+# messages of statements that asyncpg names.
+PARSE = re.compile(rb"P[\s\S]{4}(__asyncpg_stmt_[0-9a-f]+__)\x00([^\x00]*)\x00")
+BIND = re.compile(rb"B[\s\S]{4}[^\x00]*\x00(__asyncpg_stmt_[0-9a-f]+__)\x00")
 
 
 def receive(sock: socket.socket) -> bytes:

@@ -868,7 +868,7 @@ F_ENV = {
 MARKERS = {  # a statement's text as asyncpg sends it
     "insert": b"INSERT INTO jobs ",
     "claim": b"jobs.interruptions + CASE",
-    "record": b"tries=(jobs.tries + ",
+    "record": b"tries = jobs.tries + 1",
     "release": b"interruptions=(jobs.interruptions + $",
     "relay": b"SKIP LOCKED",
 }
