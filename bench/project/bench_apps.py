@@ -18,6 +18,7 @@
 - naive: what a user writes without the outbox on the same stack, the honest
   reference (issue 20): a route that opens an SQLAlchemy `AsyncSession`, inserts an
   event, commits, and adds a no-op to `BackgroundTasks`. No job row, nothing durable;
+- naive_on_generated_engine: `naive` on the generated project's engine;
 - driver_sqlite3, driver_asyncpg: the drivers' limit: the same INSERT and commit with
   the standard library's `sqlite3` on the event loop (WAL, synchronous=NORMAL), or
   with a raw `asyncpg` pool, without SQLAlchemy or a task.
@@ -176,6 +177,31 @@ def naive() -> FastAPI:
 
     engine = create_async_engine(os.environ["ACME_SHOP_DATABASE_URL"])
     sessions = async_sessionmaker(engine, expire_on_commit=False)
+    app = FastAPI()
+
+    def nothing() -> None:
+        """The task: a plain function, as the FastAPI docs show one."""
+
+    @app.post("/noop")
+    async def insert_then_schedule(background_tasks: BackgroundTasks) -> dict[str, int]:
+        async with sessions() as session:
+            event = Event(name="bench", data={})
+            session.add(event)
+            await session.commit()
+        background_tasks.add_task(nothing)
+        return {"event": event.id}
+
+    return app
+
+
+def naive_on_generated_engine() -> FastAPI:
+    """`naive` on the engine the generated project makes (`db.create_engine`: on SQLite WAL,
+    `busy_timeout` and the process's turns to write; on PostgreSQL its pool, pre-ping):
+    what the engine's settings cost or give, apart from the app around it."""
+    from acme_shop.db import create_engine, create_sessionmaker
+    from acme_shop.settings import Settings
+
+    sessions = create_sessionmaker(create_engine(Settings()))
     app = FastAPI()
 
     def nothing() -> None:
