@@ -700,8 +700,8 @@ def outbox_table(results: dict[str, Any]) -> list[str]:
         f"(generated_no_outbox), wrk -t1 -c{CONNECTIONS}",
         "",
         "| route | backend | database | with row req/s | without req/s | with / without "
-        "| p50 ms with / without | per request | with row / naive |",
-        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| p50 ms with / without | per request | with row / naive | p99 ms with row / naive |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for route, suffix in (("POST /noop", ""), ("POST /event", EVENT)):
         for database, measured in databases.items():
@@ -711,11 +711,12 @@ def outbox_table(results: dict[str, Any]) -> list[str]:
                 without = measured[WITHOUT_ROW.format(backend=backend) + suffix]
                 extra_ms = (1 / with_row["rps"] - 1 / without["rps"]) * 1e3
                 vs_naive = f"{with_row['rps'] / naive['rps']:.2f}x" if naive else ""
+                p99 = f"{with_row['p99_ms']:.0f} / {naive['p99_ms']:.0f}" if naive else ""
                 lines.append(
                     f"| {route} | {backend} | {database} | {with_row['rps']:.0f} "
                     f"| {without['rps']:.0f} | {with_row['rps'] / without['rps']:.2f}x "
                     f"| {with_row['p50_ms']:.2f} / {without['p50_ms']:.2f} "
-                    f"| {extra_ms:+.2f} ms | {vs_naive} |"
+                    f"| {extra_ms:+.2f} ms | {vs_naive} | {p99} |"
                 )
     lines += [
         "",
