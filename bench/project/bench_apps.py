@@ -176,22 +176,7 @@ def naive() -> FastAPI:
     from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
     engine = create_async_engine(os.environ["ACME_SHOP_DATABASE_URL"])
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    app = FastAPI()
-
-    def nothing() -> None:
-        """The task: a plain function, as the FastAPI docs show one."""
-
-    @app.post("/noop")
-    async def insert_then_schedule(background_tasks: BackgroundTasks) -> dict[str, int]:
-        async with sessions() as session:
-            event = Event(name="bench", data={})
-            session.add(event)
-            await session.commit()
-        background_tasks.add_task(nothing)
-        return {"event": event.id}
-
-    return app
+    return naive_app(async_sessionmaker(engine, expire_on_commit=False))
 
 
 def naive_on_generated_engine() -> FastAPI:
@@ -201,7 +186,11 @@ def naive_on_generated_engine() -> FastAPI:
     from acme_shop.db import create_engine, create_sessionmaker
     from acme_shop.settings import Settings
 
-    sessions = create_sessionmaker(create_engine(Settings()))
+    return naive_app(create_sessionmaker(create_engine(Settings())))
+
+
+def naive_app(sessions: Any) -> FastAPI:
+    """The naive route on `sessions` (an `async_sessionmaker`)."""
     app = FastAPI()
 
     def nothing() -> None:
