@@ -19,6 +19,11 @@
   reference (issue 20): a route that opens an SQLAlchemy `AsyncSession`, inserts an
   event, commits, and adds a no-op to `BackgroundTasks`. No job row, nothing durable;
 - naive_on_generated_engine: `naive` on the generated project's engine;
+- naive_with_durable_job: the floor under `generated` (issue 20): `naive` on the
+  generated engine whose row is the task's job row (as `TasksDep` writes it), claimed
+  and recorded after the response by the generated engine's own batched writes
+  (`Runner.write`), with no app around it: no middleware, dependencies or log lines.
+  What any durable route costs on this stack, however thin its app;
 - driver_sqlite3, driver_asyncpg: the drivers' limit: the same INSERT and commit with
   the standard library's `sqlite3` on the event loop (WAL, synchronous=NORMAL), or
   with a raw `asyncpg` pool, without SQLAlchemy or a task.
@@ -187,6 +192,38 @@ def naive_on_generated_engine() -> FastAPI:
     from acme_shop.settings import Settings
 
     return naive_app(create_sessionmaker(create_engine(Settings())))
+
+
+def naive_with_durable_job() -> FastAPI:
+    from acme_shop.db import create_engine, create_sessionmaker
+    from acme_shop.jobs.outbox import new_job
+    from acme_shop.jobs.records import Runner, ToClaim, ToRecord
+    from acme_shop.jobs.runtime import Outcome
+    from acme_shop.settings import Settings
+
+    settings = Settings()
+    engine = create_engine(settings)
+    sessions = create_sessionmaker(engine)
+    runner = Runner(settings, engine, holds_queued=True)
+    app = FastAPI()
+
+    async def claim_and_record(job_id: str) -> None:
+        run_id = new_id()
+        claim = await runner.write(ToClaim(job_id, run_id))
+        assert claim is not None, job_id
+        await runner.write(ToRecord(job_id, run_id, Outcome("succeeded"), held_here=False))
+
+    @app.post("/noop")
+    async def insert_then_schedule(background_tasks: BackgroundTasks) -> dict[str, str]:
+        async with sessions() as session:
+            job = new_job(noop, (), {}, request_id=None)
+            job.lease_until = job.created_at + runner.lease
+            session.add(job)
+            await session.commit()
+        background_tasks.add_task(claim_and_record, job.id)
+        return {"job": job.id}
+
+    return app
 
 
 def naive_app(sessions: Any) -> FastAPI:
