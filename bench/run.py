@@ -347,6 +347,9 @@ def check_jobs(apps: dict[str, App]) -> dict[str, dict[str, int]]:
 WITH_ROW, WITHOUT_ROW = "generated, {backend} backend", "generated, {backend}, no outbox row"
 NAIVE = "naive: AsyncSession INSERT + commit + BackgroundTasks"
 NAIVE_ENGINE = "naive route on the generated engine"
+DURABLE_FLOOR = "floor: naive route on the generated engine, its row a job, claimed and recorded"
+"""The generated route's durable work alone, no app around it: what no durable route on this
+stack can beat, however thin its app (issue 20)."""
 SQLITE3, ASYNCPG = "drivers' limit: sqlite3 INSERT on the loop", "drivers' limit: asyncpg INSERT"
 """What a user writes without the outbox (issue 20's reference): the generated rows must
 reach it."""
@@ -379,6 +382,7 @@ def measure_endpoints(
         "bare FastAPI": (background, "bare"),
         NAIVE: (background, "naive"),
         NAIVE_ENGINE: (background, "naive_on_generated_engine"),
+        DURABLE_FLOOR: (background, "naive_with_durable_job"),
         SQLITE3: (background, "driver_sqlite3"),
         **{name: outbox[name] for name in list(outbox)[:2]},
         SYNCHRONOUS_NORMAL: (background, "generated_synchronous_normal"),
@@ -416,6 +420,7 @@ def measure_outbox_postgresql(
         servers = {
             NAIVE: (projects["background"], "naive"),
             NAIVE_ENGINE: (projects["background"], "naive_on_generated_engine"),
+            DURABLE_FLOOR: (projects["background"], "naive_with_durable_job"),
             ASYNCPG: (projects["background"], "driver_asyncpg"),
             **outbox,
         }
@@ -524,6 +529,10 @@ PGQUEUER = "pgqueuer==1.6.0"
 """PostgreSQL's own queue, beside arq (issue 20): run by `uv run --with`, not a dependency."""
 
 
+WORKER_FLOOR = "floor: raw arq Worker, each job's claim and record (Runner.write)"
+"""What any durable worker costs on arq and this engine, however thin (issue 20)."""
+
+
 def measure_worker(
     projects: dict[str, Path],
     env: dict[str, str],
@@ -567,12 +576,18 @@ def measure_worker(
         contenders["generated worker, SQLite"] = lambda: drain(
             projects["sqlite"], "generated", sqlite_env, "generated-sqlite"
         )
+        contenders[WORKER_FLOOR + ", SQLite"] = lambda: drain(
+            projects["sqlite"], "floor", sqlite_env, "floor-sqlite"
+        )
         if "postgresql" in projects:
             postgresql = Databases(logs, postgresql=stack.enter_context(running_postgres()))
             stack.callback(postgresql.drop)
             pg_env = postgresql.new(projects["postgresql"], env, "worker")
             contenders["generated worker, PostgreSQL"] = lambda: drain(
                 projects["postgresql"], "generated", pg_env, "generated-postgresql"
+            )
+            contenders[WORKER_FLOOR + ", PostgreSQL"] = lambda: drain(
+                projects["postgresql"], "floor", pg_env, "floor-postgresql"
             )
             pgqueuer_env = postgresql.new(projects["postgresql"], env, "pgqueuer")
             contenders["pgqueuer QueueManager, PostgreSQL"] = lambda: drain(
@@ -679,7 +694,7 @@ def drivers_limit_lines(databases: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for database, measured in databases.items():
         naive = measured.get(NAIVE)
-        for name in (NAIVE_ENGINE, SQLITE3, ASYNCPG):
+        for name in (NAIVE_ENGINE, DURABLE_FLOOR, SQLITE3, ASYNCPG):
             if naive and name in measured:
                 rps = measured[name]["rps"]
                 lines.append(
@@ -752,7 +767,8 @@ def table(results: dict[str, Any]) -> str:
         if name.endswith(EVENT):  # in the outbox table
             continue
         vs_raw = f"{m['rps'] / raw:.2f}x" if "arq" in name or "Queue" in name else ""
-        vs_naive = f"{m['rps'] / naive:.2f}x" if naive and name.startswith("generated,") else ""
+        compared = name.startswith(("generated,", "floor:")) or name == NAIVE_ENGINE
+        vs_naive = f"{m['rps'] / naive:.2f}x" if naive and compared else ""
         lines.append(
             f"| {name} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
             f"| {m['rps'] / bare:.2f}x | {vs_naive} | {vs_raw} |"

@@ -1,13 +1,16 @@
 """Drain N no-op jobs with a burst worker; print the seconds it took as JSON.
 
-`python bench_worker.py generated|raw N RESULT_FILE` in a rendered arq project (package
-`acme_shop`). Both kinds enqueue the jobs alike, as the generated dispatch sends them
+`python bench_worker.py generated|floor|raw N RESULT_FILE` in a rendered arq project
+(package `acme_shop`). Every kind enqueues the jobs alike, as the generated dispatch sends them
 (the task's name, no arguments), on the same Redis and queue, before the clock starts.
 `generated` first writes each job's row, as a request does, and runs the generated
 `WorkerSettings`' startup (resources, heartbeat, relay) with the no-op task wrapped by
 `as_arq_function`: per job, the row's claim (UPDATE ... RETURNING), `run_task`
 (context, logging, error handling) and the outcome's record (UPDATE). `raw` runs a
-plain arq `Worker` with a plain no-op coroutine. Both with the generated settings'
+plain arq `Worker` with a plain no-op coroutine. `floor` is the floor under `generated`
+(issue 20): the raw arq `Worker` whose coroutine only claims and records the job's row
+through the generated engine's batched writes (`Runner.write`), without the generated
+worker around it (no context, log lines, timeout or error handling). All with the generated settings'
 max_jobs, job_timeout and keep_result, and arq's own log configuration (as the `arq`
 command sets it).
 """
@@ -17,9 +20,12 @@ import json
 import logging.config
 import sys
 import time
+from contextlib import AsyncExitStack
 from typing import Any
 
 from acme_shop.jobs.outbox import new_job
+from acme_shop.jobs.records import Runner, ToClaim, ToRecord
+from acme_shop.jobs.runtime import Outcome
 from acme_shop.logging import new_id
 from acme_shop.models import Job
 from acme_shop.resources import open_resources
@@ -37,6 +43,18 @@ BATCH = 500
 
 async def raw_noop(ctx: dict[str, Any]) -> None:
     """The same signature as a generated job: no arguments besides arq's context."""
+
+
+def claim_and_record(runner: Runner) -> Any:
+    """The floor's job: the row's claim and its end, as `run_job` writes them."""
+
+    async def noop(ctx: dict[str, Any]) -> None:
+        job_id, run_id = ctx["job_id"], new_id()
+        claim = await runner.write(ToClaim(job_id, run_id))
+        assert claim is not None, job_id
+        await runner.write(ToRecord(job_id, run_id, Outcome("succeeded"), held_here=False))
+
+    return noop
 
 
 async def write_rows(count: int) -> list[str]:
@@ -70,8 +88,9 @@ async def main(kind: str, count: int, result_file: str) -> None:
     logging.config.dictConfig(default_log_config(verbose=False))
     settings = WorkerSettings
     redis = await create_pool(settings.redis_settings)
+    stack = AsyncExitStack()
     await redis.flushdb()
-    if kind == "generated":
+    if kind in ("generated", "floor"):
         job_ids = await write_rows(count)
     else:
         job_ids = [new_id() for _ in range(count)]
@@ -93,15 +112,21 @@ async def main(kind: str, count: int, result_file: str) -> None:
             on_shutdown=settings.on_shutdown,
             **common,
         )
+    elif kind == "floor":
+        app_settings = Settings()
+        resources = await stack.enter_async_context(open_resources(app_settings))
+        runner = Runner(app_settings, resources.engine, holds_queued=False)
+        worker = Worker(functions=[func(claim_and_record(runner), name="noop")], **common)
     else:
         worker = Worker(functions=[func(raw_noop, name="noop")], **common)
     started = time.perf_counter()
     await worker.main()
     elapsed = time.perf_counter() - started
     await worker.close()
+    await stack.aclose()
     if worker.jobs_complete != count or worker.jobs_failed:
         raise SystemExit(f"{kind}: {worker.jobs_complete} of {count} jobs complete")
-    if kind == "generated":
+    if kind in ("generated", "floor"):
         await check_rows_succeeded(count)
     with open(result_file, "w") as out:
         json.dump({"kind": kind, "jobs": count, "seconds": elapsed}, out)
@@ -114,7 +139,7 @@ async def check_rows_succeeded(count: int) -> None:
             select(sql_func.count()).select_from(Job).where(Job.status == "succeeded")
         )
     if succeeded != count:
-        raise SystemExit(f"generated: {succeeded} of {count} rows succeeded")
+        raise SystemExit(f"{succeeded} of {count} rows succeeded")
 
 
 if __name__ == "__main__":
