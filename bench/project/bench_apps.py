@@ -209,10 +209,10 @@ def naive_with_durable_job_and_logs() -> FastAPI:
 def durable_job_app(*, logs: bool) -> FastAPI:
     import structlog
     from acme_shop.db import create_engine, create_sessionmaker
-    from acme_shop.logging import configure_logging
     from acme_shop.jobs.outbox import new_job
     from acme_shop.jobs.records import Runner, ToClaim, ToRecord
     from acme_shop.jobs.runtime import Outcome
+    from acme_shop.logging import configure_logging
     from acme_shop.settings import Settings
 
     settings = Settings()

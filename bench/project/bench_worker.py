@@ -10,9 +10,9 @@
 plain arq `Worker` with a plain no-op coroutine. `floor` is the floor under `generated`
 (issue 20): the raw arq `Worker` whose coroutine only claims and records the job's row
 through the generated engine's batched writes (`Runner.write`), without the generated
-worker around it (no context, log lines, timeout or error handling). All with the generated settings'
-max_jobs, job_timeout and keep_result, and arq's own log configuration (as the `arq`
-command sets it).
+worker around it (no context, log lines, timeout or error handling). All with the
+generated settings' max_jobs, job_timeout and keep_result, and arq's own log
+configuration (as the `arq` command sets it).
 """
 
 import asyncio
