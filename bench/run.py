@@ -348,7 +348,6 @@ WITH_ROW, WITHOUT_ROW = "generated, {backend} backend", "generated, {backend}, n
 NAIVE = "naive: AsyncSession INSERT + commit + BackgroundTasks"
 NAIVE_ENGINE = "naive route on the generated engine"
 DURABLE_FLOOR = "floor: naive route on the generated engine, its row a job, claimed and recorded"
-FLOOR_WITH_LOGS = "floor + the generated request's four log lines"
 """The generated route's durable work alone, no app around it: what no durable route on this
 stack can beat, however thin its app (issue 20)."""
 SQLITE3, ASYNCPG = "drivers' limit: sqlite3 INSERT on the loop", "drivers' limit: asyncpg INSERT"
@@ -384,7 +383,6 @@ def measure_endpoints(
         NAIVE: (background, "naive"),
         NAIVE_ENGINE: (background, "naive_on_generated_engine"),
         DURABLE_FLOOR: (background, "naive_with_durable_job"),
-        FLOOR_WITH_LOGS: (background, "naive_with_durable_job_and_logs"),
         SQLITE3: (background, "driver_sqlite3"),
         **{name: outbox[name] for name in list(outbox)[:2]},
         SYNCHRONOUS_NORMAL: (background, "generated_synchronous_normal"),
@@ -423,7 +421,6 @@ def measure_outbox_postgresql(
             NAIVE: (projects["background"], "naive"),
             NAIVE_ENGINE: (projects["background"], "naive_on_generated_engine"),
             DURABLE_FLOOR: (projects["background"], "naive_with_durable_job"),
-            FLOOR_WITH_LOGS: (projects["background"], "naive_with_durable_job_and_logs"),
             ASYNCPG: (projects["background"], "driver_asyncpg"),
             **outbox,
         }
@@ -697,7 +694,7 @@ def drivers_limit_lines(databases: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for database, measured in databases.items():
         naive = measured.get(NAIVE)
-        for name in (NAIVE_ENGINE, DURABLE_FLOOR, FLOOR_WITH_LOGS, SQLITE3, ASYNCPG):
+        for name in (NAIVE_ENGINE, DURABLE_FLOOR, SQLITE3, ASYNCPG):
             if naive and name in measured:
                 rps = measured[name]["rps"]
                 lines.append(

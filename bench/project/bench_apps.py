@@ -24,10 +24,6 @@
   and recorded after the response by the generated engine's own batched writes
   (`Runner.write`), with no app around it: no middleware, dependencies or log lines.
   What any durable route costs on this stack, however thin its app;
-- naive_with_durable_job_and_logs: that floor plus the four log lines a generated request
-  writes (request_finished; the route's own; task_started, task_finished), through the
-  generated logging configuration: what a durable route that logs as the template does
-  costs at least;
 - driver_sqlite3, driver_asyncpg: the drivers' limit: the same INSERT and commit with
   the standard library's `sqlite3` on the event loop (WAL, synchronous=NORMAL), or
   with a raw `asyncpg` pool, without SQLAlchemy or a task.
@@ -199,52 +195,32 @@ def naive_on_generated_engine() -> FastAPI:
 
 
 def naive_with_durable_job() -> FastAPI:
-    return durable_job_app(logs=False)
-
-
-def naive_with_durable_job_and_logs() -> FastAPI:
-    return durable_job_app(logs=True)
-
-
-def durable_job_app(*, logs: bool) -> FastAPI:
-    import structlog
     from acme_shop.db import create_engine, create_sessionmaker
     from acme_shop.jobs.outbox import new_job
     from acme_shop.jobs.records import Runner, ToClaim, ToRecord
     from acme_shop.jobs.runtime import Outcome
-    from acme_shop.logging import configure_logging
     from acme_shop.settings import Settings
 
     settings = Settings()
     engine = create_engine(settings)
     sessions = create_sessionmaker(engine)
     runner = Runner(settings, engine, holds_queued=True)
-    configure_logging(settings)
     app = FastAPI()
 
-    async def claim_and_record(job_id: str, request_id: str) -> None:
+    async def claim_and_record(job_id: str) -> None:
         run_id = new_id()
         claim = await runner.write(ToClaim(job_id, run_id))
         assert claim is not None, job_id
-        if logs:
-            log = structlog.get_logger().bind(task="noop", job_id=job_id, request_id=request_id)
-            log.info("task_started", attempt=1)
-            log.info("task_finished", status="succeeded", duration_ms=0.01)
         await runner.write(ToRecord(job_id, run_id, Outcome("succeeded"), held_here=False))
 
     @app.post("/noop")
     async def insert_then_schedule(background_tasks: BackgroundTasks) -> dict[str, str]:
-        request_id = new_id()
         async with sessions() as session:
-            job = new_job(noop, (), {}, request_id=request_id)
+            job = new_job(noop, (), {}, request_id=None)
             job.lease_until = job.created_at + runner.lease
             session.add(job)
             await session.commit()
-        background_tasks.add_task(claim_and_record, job.id, request_id)
-        if logs:
-            log = structlog.get_logger().bind(request_id=request_id, method="POST", path="/noop")
-            log.info("noop_enqueued", route="/noop", job_id=job.id)
-            log.info("request_finished", status=200, duration_ms=0.01)
+        background_tasks.add_task(claim_and_record, job.id)
         return {"job": job.id}
 
     return app
