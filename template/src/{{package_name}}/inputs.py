@@ -1,0 +1,60 @@
+"""What every request's input must be, whatever its route: no NUL character.
+
+PostgreSQL cannot store the NUL character (U+0000) in text, and SQLite stores it, so
+the same request would be a 500 on one database and a row on the other. Every request
+with one in a path or query parameter, a JSON string (key or value), a form field or an
+uploaded file's name is refused alike, before its route runs: a 422 that names the field,
+in the shape of FastAPI's own, without the value (it may be a password).
+"""
+
+import json
+from collections.abc import Iterator
+from contextlib import suppress
+from typing import Any
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.datastructures import UploadFile
+
+NUL = "\x00"
+MESSAGE = "The NUL character (U+0000) is not allowed"
+
+
+async def refuse_nul_characters(request: Request) -> None:
+    """An app-wide dependency: raise a 422 for each field that holds a NUL character."""
+    found: list[tuple[str | int, ...]] = [
+        ("path", name) for name, value in request.path_params.items() if NUL in str(value)
+    ]
+    query = request.query_params.multi_items()
+    found += [("query", name) for name, value in query if NUL in name + value]
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/json") or content_type.endswith("+json"):
+        body = await request.body()
+        if b"\\u0000" in body:  # JSON spells the character as an escape, nowhere else
+            with suppress(ValueError):  # not JSON: the route's own parsing answers
+                found += [("body", *where) for where in nul_places(json.loads(body))]
+    elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        for name, value in (await request.form()).multi_items():
+            text = (value.filename or "") if isinstance(value, UploadFile) else value
+            if NUL in name + text:
+                found.append(("body", name))
+    if found:
+        raise RequestValidationError(
+            [{"type": "nul_character", "loc": loc, "msg": MESSAGE} for loc in found]
+        )
+
+
+def nul_places(value: Any, where: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
+    """Where in a parsed JSON document a string (or an object's key) holds a NUL."""
+    if isinstance(value, str):
+        if NUL in value:
+            yield where
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if NUL in key:
+                yield (*where, key)
+            else:
+                yield from nul_places(item, (*where, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from nul_places(item, (*where, index))
