@@ -1,4 +1,8 @@
-"""What every request's input must be, whatever its route: no NUL character.
+"""What every request's input must be, whatever its route, and what a refusal shows of it.
+
+A 422 never shows a secret: FastAPI's errors carry the refused value (`input`), which
+for a field such as `password` is the password, and which the idempotency store would
+keep and replay. `validation_failed` hides it (`logging.is_secret`).
 
 PostgreSQL cannot store the NUL character (U+0000) in text, and SQLite stores it, so
 the same request would be a 500 on one database and a row on the other. Every request
@@ -13,8 +17,12 @@ from contextlib import suppress
 from typing import Any
 
 from fastapi import Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
+
+from .logging import is_secret, without_secrets
 
 NUL = "\x00"
 MESSAGE = "The NUL character (U+0000) is not allowed"
@@ -58,3 +66,18 @@ def nul_places(value: Any, where: tuple[str | int, ...] = ()) -> Iterator[tuple[
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from nul_places(item, (*where, index))
+
+
+async def validation_failed(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, less the secrets: no value of a field whose name says it is one,
+    whether the error is about that field or quotes the body around it."""
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    for refused in exc.errors():
+        error = dict(refused)
+        if any(is_secret(part) for part in error.get("loc", ()) if isinstance(part, str)):
+            error.pop("input", None)
+        elif "input" in error:
+            error["input"] = without_secrets(error["input"])
+        errors.append(error)
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
