@@ -91,7 +91,8 @@ def test_arq_worker_sends_the_email_and_the_job_completes(
             lambda: httpx.get(f"{base}/jobs/{job_id}").json()["status"] == "succeeded", 10, "job"
         )
         job = httpx.get(f"{base}/jobs/{job_id}").json()
-        assert (job["status"], job["tries"], job["error"]) == ("succeeded", 1, None)
+        assert job["status"] == "succeeded"
+        assert "error" not in job, "a job's errors are the admin's (the dead letter)"
         print(f"arq: welcome email delivered {delivered:.3f} s after /register answered")
     finally:
         worker.stop()
