@@ -150,7 +150,15 @@ class Reservation:
 async def reserve_idempotency_key(
     request: Request,
     session: SessionDep,
-    key: Annotated[str | None, Header(alias=HEADER, description=_KEY_DOC)] = None,
+    key: Annotated[
+        str | None,
+        Header(
+            alias=HEADER,
+            description=_KEY_DOC,
+            # Documented, not checked by FastAPI: `parse_key` refuses with its own sentence.
+            json_schema_extra={"pattern": _KEY.pattern, "minLength": 1, "maxLength": 257},
+        ),
+    ] = None,
 ) -> None:
     """Reserve the request's key, or answer for it: the stored response again, 409 while
     the first request is in flight, 422 for a key that belongs to another request."""

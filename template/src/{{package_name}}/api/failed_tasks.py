@@ -133,6 +133,23 @@ async def list_failed_jobs(
     return FailedJobs(jobs=jobs, next_cursor=page.next_cursor)
 
 
+# Declared before the routes of `/tasks/failed/{job_id}`, which `retry` would match too:
+# a method a route lacks is answered by the first route whose path matches (405, Allow).
+@router.post(
+    "/tasks/failed/retry", status_code=status.HTTP_202_ACCEPTED, responses=QUEUE_UNAVAILABLE
+)
+async def retry_failed_jobs_of_task(
+    task: Annotated[str, Query(min_length=1, max_length=200)],
+    session: SessionDep,
+    clear_finished: ClearFinishedDep,
+    dispatch: DispatchDep,
+) -> Retried:
+    """Run every failed job of a task again."""
+    job_ids, skipped = await retryable_jobs_of(session, task)
+    reset = await rerun(session, job_ids, clear_finished, dispatch)
+    return Retried(task=task, retried=len(reset), skipped=skipped)
+
+
 @router.get("/tasks/failed/{job_id}")
 async def get_failed_job(job_id: str, session: SessionDep) -> FailedJobDetail:
     """A failed job, with the traceback of its last try."""
@@ -165,21 +182,6 @@ async def retry_failed_job(
         await session.refresh(job)
         raise HTTPException(status.HTTP_409_CONFLICT, why_not_retryable(job))
     return JobOut.model_validate(reset[0], from_attributes=True)
-
-
-@router.post(
-    "/tasks/failed/retry", status_code=status.HTTP_202_ACCEPTED, responses=QUEUE_UNAVAILABLE
-)
-async def retry_failed_jobs_of_task(
-    task: Annotated[str, Query(min_length=1, max_length=200)],
-    session: SessionDep,
-    clear_finished: ClearFinishedDep,
-    dispatch: DispatchDep,
-) -> Retried:
-    """Run every failed job of a task again."""
-    job_ids, skipped = await retryable_jobs_of(session, task)
-    reset = await rerun(session, job_ids, clear_finished, dispatch)
-    return Retried(task=task, retried=len(reset), skipped=skipped)
 
 
 async def rerun(
