@@ -156,7 +156,11 @@ async def reserve_idempotency_key(
             alias=HEADER,
             description=_KEY_DOC,
             # Documented, not checked by FastAPI: `parse_key` refuses with its own sentence.
-            json_schema_extra={"pattern": _KEY.pattern, "minLength": 1, "maxLength": 257},
+            json_schema_extra={
+                "pattern": f"^(?:{_KEY.pattern})$",
+                "minLength": 1,
+                "maxLength": 257,
+            },
         ),
     ] = None,
 ) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -26,6 +26,12 @@ from .logging import is_secret, without_secrets
 
 NUL = "\x00"
 MESSAGE = "The NUL character (U+0000) is not allowed"
+RULES = (
+    "Every request: no string or object key may hold the NUL character (U+0000), "
+    "anywhere in a path, query, JSON body or form (422, naming the field). "
+    "A 422 never shows the value of a field named as a secret (password, token, key)."
+)
+"""What the OpenAPI document says of every operation (its `info.description`)."""
 
 
 async def refuse_nul_characters(request: Request) -> None:
@@ -81,3 +87,25 @@ async def validation_failed(request: Request, exc: Exception) -> JSONResponse:
             error["input"] = without_secrets(error["input"])
         errors.append(error)
     return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def document_unparsable_bodies(app: FastAPI) -> None:
+    """Say in `app`'s OpenAPI document that an operation with a body answers 400 to one it
+    cannot parse (bytes that are not UTF-8 JSON, malformed multipart): FastAPI answers so
+    before any route runs, and its document says nothing of it."""
+    make_document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        document = make_document()
+        if first:
+            for path in document["paths"].values():
+                for operation in path.values():
+                    if "requestBody" in operation:
+                        operation["responses"].setdefault("400", UNPARSABLE)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+UNPARSABLE = {"description": "The body cannot be parsed (not UTF-8 JSON, malformed multipart)"}
