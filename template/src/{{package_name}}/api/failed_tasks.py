@@ -120,7 +120,12 @@ async def list_failed_jobs(
     task: Annotated[str | None, Query(max_length=200, description="Only this task's jobs")] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=500, description="The `next_cursor` of the page before")
+        str | None,
+        Query(
+            max_length=500,
+            pattern=r"^[A-Za-z0-9_-]+={0,2}$",
+            description="The `next_cursor` of the page before (opaque; 422 for any other)",
+        ),
     ] = None,
 ) -> FailedJobs:
     """The jobs that failed for good, the latest failure first, a page at a time."""
