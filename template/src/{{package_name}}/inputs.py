@@ -5,13 +5,16 @@ for a field such as `password` is the password, and which the idempotency store 
 keep and replay. `validation_failed` hides it (`logging.is_secret`).
 
 PostgreSQL cannot store the NUL character (U+0000) in text, and SQLite stores it, so
-the same request would be a 500 on one database and a row on the other. Every request
-with one in a path or query parameter, a JSON string (key or value), a form field or an
-uploaded file's name is refused alike, before its route runs: a 422 that names the field,
-in the shape of FastAPI's own, without the value (it may be a password).
+the same request would be a 500 on one database and a row on the other. A JSON string may
+also spell half of a UTF-16 surrogate pair alone (`"\\ud800"`), which is no character:
+neither database can encode it (a 500 on both). Every request with either in a path or
+query parameter, a JSON string (key or value), a form field or an uploaded file's name is
+refused alike, before its route runs: a 422 that names the field, in the shape of
+FastAPI's own, without the value (it may be a password).
 """
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import suppress
 from typing import Any
@@ -24,54 +27,73 @@ from starlette.datastructures import UploadFile
 
 from .logging import is_secret, without_secrets
 
-NUL = "\x00"
-MESSAGE = "The NUL character (U+0000) is not allowed"
+REFUSED = re.compile("[\x00\ud800-\udfff]")
+"""The NUL character and the surrogates, which a string holds only unpaired."""
+SURROGATE = re.compile("[\ud800-\udfff]")
+REFUSED_IN_JSON = re.compile(rb"\\u(0000|[dD][89a-fA-F])")
+"""How JSON spells them: as escapes, never raw."""
+ERRORS = {
+    "nul_character": "The NUL character (U+0000) is not allowed",
+    "unpaired_surrogate": "An unpaired surrogate (U+D800 to U+DFFF) is not a character",
+}
 RULES = (
-    "Every request: no string or object key may hold the NUL character (U+0000), "
-    "anywhere in a path, query, JSON body or form (422, naming the field). "
+    "Every request: no string or object key may hold the NUL character (U+0000) or an "
+    "unpaired surrogate (U+D800 to U+DFFF), anywhere in a path, query, JSON body or form "
+    "(422, naming the field). "
     "A 422 never shows the value of a field named as a secret (password, token, key)."
 )
 """What the OpenAPI document says of every operation (its `info.description`)."""
 
 
-async def refuse_nul_characters(request: Request) -> None:
-    """An app-wide dependency: raise a 422 for each field that holds a NUL character."""
-    found: list[tuple[str | int, ...]] = [
-        ("path", name) for name, value in request.path_params.items() if NUL in str(value)
+async def refuse_unstorable_characters(request: Request) -> None:
+    """An app-wide dependency: raise a 422 for each field that holds a NUL character or an
+    unpaired surrogate."""
+    found: list[tuple[tuple[str | int, ...], str]] = [
+        (("path", name), text)
+        for name, value in request.path_params.items()
+        if REFUSED.search(text := str(value))
     ]
-    query = request.query_params.multi_items()
-    found += [("query", name) for name, value in query if NUL in name + value]
+    query = [(name, name + value) for name, value in request.query_params.multi_items()]
+    found += [(("query", name), text) for name, text in query if REFUSED.search(text)]
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("application/json") or content_type.endswith("+json"):
         body = await request.body()
-        if b"\\u0000" in body:  # JSON spells the character as an escape, nowhere else
+        if REFUSED_IN_JSON.search(body):
             with suppress(ValueError):  # not JSON: the route's own parsing answers
-                found += [("body", *where) for where in nul_places(json.loads(body))]
+                places = refused_places(json.loads(body))
+                found += [(("body", *where), text) for where, text in places]
     elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         for name, value in (await request.form()).multi_items():
-            text = (value.filename or "") if isinstance(value, UploadFile) else value
-            if NUL in name + text:
-                found.append(("body", name))
+            text = name + ((value.filename or "") if isinstance(value, UploadFile) else value)
+            if REFUSED.search(text):
+                found.append((("body", name), text))
     if found:
-        raise RequestValidationError(
-            [{"type": "nul_character", "loc": loc, "msg": MESSAGE} for loc in found]
-        )
+        raise RequestValidationError([refusal(loc, text) for loc, text in found])
 
 
-def nul_places(value: Any, where: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
-    """Where in a parsed JSON document a string (or an object's key) holds a NUL."""
+def refusal(loc: tuple[str | int, ...], text: str) -> dict[str, Any]:
+    """FastAPI's error for the field at `loc`, whose `text` holds a refused character."""
+    kind = "nul_character" if "\x00" in text else "unpaired_surrogate"
+    return {"type": kind, "loc": loc, "msg": ERRORS[kind]}
+
+
+def refused_places(
+    value: Any, where: tuple[str | int, ...] = ()
+) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """Where in a parsed JSON document a string (or an object's key) holds a refused
+    character, and that string."""
     if isinstance(value, str):
-        if NUL in value:
-            yield where
+        if REFUSED.search(value):
+            yield where, value
     elif isinstance(value, dict):
         for key, item in value.items():
-            if NUL in key:
-                yield (*where, key)
+            if REFUSED.search(key):
+                yield (*where, SURROGATE.sub("\ufffd", key)), key  # UTF-8 cannot show it
             else:
-                yield from nul_places(item, (*where, key))
+                yield from refused_places(item, (*where, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from nul_places(item, (*where, index))
+            yield from refused_places(item, (*where, index))
 
 
 async def validation_failed(request: Request, exc: Exception) -> JSONResponse:
