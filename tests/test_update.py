@@ -1,6 +1,7 @@
 """`copier update` across template releases and across backends keeps the user's edits."""
 
 import shutil
+import sqlite3
 import subprocess
 import warnings
 from pathlib import Path
@@ -223,6 +224,31 @@ def test_moving_to_postgresql_keeps_the_migrations_and_the_user_edits(
 
 # The last release without the `database` question: its projects made their tables at start.
 BEFORE_MIGRATIONS = "1c94ec7"
+OLD_PASSWORD = "correct horse battery"
+OLD_DATABASE = f"""
+import asyncio, sys
+from sqlalchemy.ext.asyncio import create_async_engine
+from acme_shop.models import Base
+from acme_shop.security import hash_password
+
+async def main():
+    engine = create_async_engine("sqlite+aiosqlite:///" + sys.argv[1])
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all)
+        await connection.exec_driver_sql(
+            "INSERT INTO users (email, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
+            ("ada@example.com", "Ada", hash_password({OLD_PASSWORD!r}), "2026-11-20"),
+        )
+    await engine.dispose()
+
+asyncio.run(main())
+"""
+VERIFY = f"""
+import sys
+from acme_shop.security import password_hash
+matches, new_hash = password_hash.verify_and_update({OLD_PASSWORD!r}, sys.argv[1])
+print(matches, (new_hash or "")[:10])
+"""
 
 
 def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path) -> None:
@@ -244,6 +270,11 @@ def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path
         warnings.simplefilter("ignore")
         copier.run_copy(str(old_release), project, vcs_ref="0.9.0", defaults=True, quiet=True)
     assert "database" not in yaml.safe_load((project / ".copier-answers.yml").read_text())
+    # Its database as that release made it (create_all at start-up), with a user whose
+    # password it hashed (scrypt, before argon2id).
+    database = tmp_path / "old.db"
+    run(project, "uv", "sync", "--quiet")
+    run(project, "uv", "run", "--no-sync", "python", "-c", OLD_DATABASE, str(database))
     git(project, "init", "--quiet")
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "generated")
@@ -263,6 +294,18 @@ def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path
     assert "asyncpg" not in dependencies
     assert (project / PACKAGE / "migrations/versions/0001_initial.py").is_file()
     assert "failed" not in run_gates(project)
+
+    url = {
+        "ACME_SHOP_DATABASE_URL": f"sqlite+aiosqlite:///{database}",
+        "ACME_SHOP_LOG_FORMAT": "json",
+    }
+    migrated = run(project, "uv", "run", "--no-sync", "acme_shop", "migrate", extra=url)
+    assert '"database_adopted"' in migrated.stdout + migrated.stderr
+    with sqlite3.connect(database) as connection:
+        [(password_hash,)] = connection.execute("SELECT password_hash FROM users").fetchall()
+        assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    verified = run(project, "uv", "run", "--no-sync", "python", "-c", VERIFY, password_hash)
+    assert verified.stdout.split() == ["True", "$argon2id$"], "the old user logs in, rehashed"
 
 
 def test_the_documented_relock_makes_a_locked_sync_pass_after_a_backend_switch(
