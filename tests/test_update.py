@@ -14,36 +14,104 @@ from .conftest import TEMPLATE, assert_hygienic, project_files, run, run_gates
 
 PACKAGE = Path("src/acme_shop")
 
-PING_ROUTE = '''"""GET /ping: a route the user added."""
+# A task and the route that schedules it, added as the README's "Add a task" says: modules
+# of the user's own, and no line in any file the template renders.
+USER_FILES = {
+    PACKAGE / "tasks/reports.py": '''"""Daily reports: a task the user added."""
+
+from ..jobs import TaskContext, task
+
+
+@task()
+async def send_report(ctx: TaskContext, kind: str) -> None:
+    ctx.log.info("report_sent", kind=kind)
+''',
+    PACKAGE / "api/reports.py": '''"""POST /reports/{kind}: a route the user added."""
+
+from typing import Literal
 
 from fastapi import APIRouter
 
-router = APIRouter(tags=["ping"])
+from ..deps import TasksDep
+from ..tasks.reports import send_report
+
+router = APIRouter(tags=["reports"])
 
 
-@router.get("/ping")
-async def ping() -> dict[str, str]:
-    return {"ping": "pong"}
-'''
+@router.post("/reports/{kind}", status_code=202)
+async def request_report(kind: Literal["daily", "weekly"], tasks: TasksDep) -> dict[str, str]:
+    return {"job": await tasks.enqueue(send_report, kind)}
+''',
+    Path("tests/tasks/test_reports.py"): """import pytest
 
-PING_TEST = """import httpx
-import pytest
+from acme_shop.tasks.reports import send_report
+
+from ..conftest import LogReader
+from ..stubs.tasks import TaskRunner
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_ping(client: httpx.AsyncClient) -> None:
-    response = await client.get("/ping")
+async def test_send_report_logs_its_kind(run_task_now: TaskRunner, logs: LogReader) -> None:
+    await run_task_now(send_report, "weekly")
 
-    assert response.json() == {"ping": "pong"}
-"""
+    assert [line["kind"] for line in logs() if line["event"] == "report_sent"] == ["weekly"]
+""",
+    Path("tests/api/test_reports.py"): """import httpx
+import pytest
+
+from ..conftest import JobRunner, LogReader
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_report_is_sent_after_the_response(
+    client: httpx.AsyncClient, run_jobs: JobRunner, logs: LogReader
+) -> None:
+    response = await client.post("/reports/daily")
+    await run_jobs()
+
+    assert response.status_code == 202
+    assert [line["kind"] for line in logs() if line["event"] == "report_sent"] == ["daily"]
+""",
+}
 
 RELEASE_TEST = """from {{ package_name }}.settings import Settings
+from {{ package_name }}.tasks import TASKS
 
 
 def test_logs_are_for_reading_by_default() -> None:
     assert Settings(_env_file=None).log_format == "console"
+
+
+def test_the_release_s_task_and_the_user_s_are_both_registered() -> None:
+    assert {"record_audit", "send_report"} <= {task.name for task in TASKS}
 """
+
+# What release 1.1.0 adds beside the user's additions: a task and a route of its own, and a
+# change to both files that gather them.
+RELEASE_FILES = {
+    "tasks/audit.py": '''"""Audit entries (since 1.1.0)."""
+
+from ..jobs import TaskContext, task
+
+
+@task()
+async def record_audit(ctx: TaskContext, entry: str) -> None:
+    ctx.log.info("audit_recorded", entry=entry)
+''',
+    "api/audit.py": '''"""GET /audit/status (since 1.1.0)."""
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/audit/status")
+async def audit_status() -> dict[str, str]:
+    return {"audit": "on"}
+''',
+}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -94,23 +162,13 @@ def user_project(template_repo: Path, database: str, tmp_path: Path) -> Path:
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "generated")
 
-    (project / PACKAGE / "api/ping.py").write_text(PING_ROUTE)
-    edit(
-        project / PACKAGE / "api/__init__.py",
-        "from .orders import router as orders\n",
-        "from .orders import router as orders\nfrom .ping import router as ping\n",
-    )
-    edit(
-        project / PACKAGE / "api/__init__.py",
-        "api_router.include_router(orders)\n",
-        "api_router.include_router(orders)\napi_router.include_router(ping)\n",
-    )
+    for name, text in USER_FILES.items():
+        (project / name).write_text(text)
     edit(
         project / PACKAGE / "tasks/events.py",
         'ctx.log.info("event_processed", event_id=event_id, name=event.name)',
         'ctx.log.info("event_processed", event_id=event_id, name=event.name, source="api")',
     )
-    (project / "tests/api/test_ping.py").write_text(PING_TEST)
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "user edits")
     return project
@@ -135,14 +193,21 @@ def project_tree(project: Path) -> dict[Path, bytes]:
 
 
 def assert_user_edits_kept(project: Path) -> None:
-    assert (project / PACKAGE / "api/ping.py").read_text() == PING_ROUTE
-    assert (project / "tests/api/test_ping.py").read_text() == PING_TEST
-    assert "include_router(ping)" in (project / PACKAGE / "api/__init__.py").read_text()
+    for name, text in USER_FILES.items():
+        assert (project / name).read_text() == text
     assert 'source="api"' in (project / PACKAGE / "tasks/events.py").read_text()
 
 
-def test_update_to_a_new_release_keeps_user_edits(template_repo: Path, user_project: Path) -> None:
+def test_a_release_merges_with_user_edits_and_additions(
+    template_repo: Path, user_project: Path
+) -> None:
     (template_repo / "template/tests/test_release.py.jinja").write_text(RELEASE_TEST)
+    package = template_repo / "template/src/{{package_name}}"
+    for name, text in RELEASE_FILES.items():
+        (package / name).write_text(text)
+    for gatherer in ("tasks/__init__.py", "api/__init__.py"):
+        text = (package / gatherer).read_text()
+        (package / gatherer).write_text(text.replace('"""\n', '\nSince 1.1.0.\n"""\n', 1))
     edit(
         template_repo / "template/src/{{package_name}}/tasks/events.py",
         '"""Processing reported events: the smallest complete task, to copy from."""',
@@ -156,6 +221,10 @@ def test_update_to_a_new_release_keeps_user_edits(template_repo: Path, user_proj
 
     assert_user_edits_kept(user_project)
     assert (user_project / "tests/test_release.py").is_file()
+    for name, text in RELEASE_FILES.items():
+        assert (user_project / PACKAGE / name).read_text() == text
+    assert "\nSince 1.1.0.\n" in (user_project / PACKAGE / "api/__init__.py").read_text()
+    assert not git(user_project, "diff", "--name-only", "--diff-filter=U")
     events = (user_project / PACKAGE / "tasks/events.py").read_text()
     assert "since 1.1.0: a clearer docstring" in events
     answers = yaml.safe_load((user_project / ".copier-answers.yml").read_text())
@@ -198,8 +267,8 @@ def test_switching_backend_touches_no_route_or_task_module(
     assert not (user_project / PACKAGE / "worker.py").exists()
     assert "BackgroundTasks" in (user_project / PACKAGE / "jobs/queue.py").read_text()
     # Back where it started, byte for byte: the gates of that project (the matrix's
-    # background variant with the user's edits, as test_update_to_a_new_release_keeps_user_edits
-    # gates them) need not run again.
+    # background variant with the user's edits, as
+    # test_a_release_merges_with_user_edits_and_additions gates them) need not run again.
     assert project_tree(user_project) == project_before
     answers = yaml.safe_load((user_project / ".copier-answers.yml").read_text())
     assert answers["database"] == database
@@ -222,8 +291,10 @@ def test_moving_to_postgresql_keeps_the_migrations_and_the_user_edits(
     assert "failed" not in run_gates(user_project, extra=extra)
 
 
-# The last release without the `database` question: its projects made their tables at start.
-BEFORE_MIGRATIONS = "1c94ec7"
+# The oldest project we support, from before releases (and before the `docker`,
+# `github_actions` and `database` questions): it made its tables at start and hashed
+# passwords with scrypt.
+OLDEST = "86bd369"
 OLD_PASSWORD = "correct horse battery"
 OLD_DATABASE = f"""
 import asyncio, sys
@@ -251,11 +322,11 @@ print(matches, (new_hash or "")[:10])
 """
 
 
-def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path) -> None:
+def test_the_oldest_project_keeps_its_shape_its_rows_and_its_users(tmp_path: Path) -> None:
     old_release = tmp_path / "old-template"
     old_release.mkdir()
     archive = subprocess.run(
-        ["git", "archive", BEFORE_MIGRATIONS, "copier.yml", "template"],
+        ["git", "archive", OLDEST, "copier.yml", "template"],
         cwd=TEMPLATE,
         capture_output=True,
         check=True,
@@ -269,7 +340,8 @@ def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copier.run_copy(str(old_release), project, vcs_ref="0.9.0", defaults=True, quiet=True)
-    assert "database" not in yaml.safe_load((project / ".copier-answers.yml").read_text())
+    old_answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert not {"database", "docker", "github_actions"} & set(old_answers)
     # Its database as that release made it (create_all at start-up), with a user whose
     # password it hashed (scrypt, before argon2id).
     database = tmp_path / "old.db"
@@ -287,8 +359,15 @@ def test_a_project_from_before_the_database_question_keeps_sqlite(tmp_path: Path
     git(old_release, "tag", "1.0.0")
     update(project)
 
+    # `--defaults` answers each new question as the project was: no file it did not have.
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert (answers["_commit"], answers["database"]) == ("1.0.0", "sqlite")
+    assert answers["_commit"] == "1.0.0"
+    assert answers["database"] == "sqlite"
+    assert not answers["docker"]
+    assert not answers["github_actions"]
+    assert not answers["opentelemetry"]
+    for added_by_a_yes in ("Dockerfile", "compose.yaml", ".github", ".pre-commit-config.yaml"):
+        assert not (project / added_by_a_yes).exists()
     dependencies = (project / "pyproject.toml").read_text()
     assert "aiosqlite" in dependencies
     assert "asyncpg" not in dependencies
