@@ -1,6 +1,10 @@
 """Rendered projects served by real processes: the response does not wait for its tasks."""
 
 import json
+import os
+import shutil
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,12 +16,14 @@ from .support import (
     Process,
     SmtpSink,
     app_environment,
+    free_port,
     migrate,
     new_database,
     otlp_collector,
     running_smtp_sink,
     start_api,
     wait_for,
+    wait_until_healthy,
 )
 
 REGISTRATION = {"email": "ada@example.com", "name": "Ada", "password": "correct horse"}
@@ -213,3 +219,69 @@ def test_one_trace_crosses_the_api_and_the_worker(
     sql = [s for s in spans if s["parent_span_id"] in task_ids and "db.system" in str(s)]
     assert sql, "no SQL statement span under the task spans"
     assert_every_line_is_json(worker.log)
+
+
+def run_it_commands(project: Path) -> list[str]:
+    """The commands of the generated README's "Run it" block, comments left out."""
+    section = (project / "README.md").read_text().split("\n## Run it\n", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+@pytest.mark.parametrize(
+    "variant", ["background-examples-sqlite-py3.11", "arq-examples-sqlite-py3.11"], indirect=True
+)
+def test_the_generated_readme_s_run_it_commands_work_in_their_order(
+    synced_project: Path, variant: str, redis_url: str, tmp_path: Path
+) -> None:
+    """As a new user runs them: the database where the settings put it by default (the
+    project's var/), the port uvicorn picks unless told (given here, to run beside other
+    tests), and under arq the Redis the tests have (the README says to set it in .env)."""
+    commands = run_it_commands(synced_project)
+    migrate_command, api_command, *worker_command, test_command = commands
+    assert migrate_command == "uv run acme_shop migrate"
+    assert api_command == "uv run uvicorn acme_shop.main:create_app --factory --reload"
+    assert test_command == "uv run pytest"  # test_generated_tests_pass runs it
+    env = {key: value for key, value in os.environ.items() if key != "VIRTUAL_ENV"}
+    env |= {"ACME_SHOP_LOG_FORMAT": "json", "ACME_SHOP_QUEUE_NAME": f"readme:{tmp_path.name}"}
+    env |= {"ACME_SHOP_REDIS_URL": redis_url}
+    port = free_port()
+    processes: list[subprocess.Popen[bytes]] = []
+
+    def start(command: str, log: str) -> subprocess.Popen[bytes]:
+        with (tmp_path / log).open("w") as output:
+            process = subprocess.Popen(
+                command, shell=True, cwd=synced_project, env=env, stdout=output,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        processes.append(process)
+        return process
+
+    try:
+        migrated = subprocess.run(
+            migrate_command, shell=True, cwd=synced_project, env=env, capture_output=True
+        )
+        assert migrated.returncode == 0, migrated.stderr
+        api = start(f"{api_command} --port {port}", "api.log")
+        if worker_command:
+            assert worker_command == [
+                "uv run arq acme_shop.worker.WorkerSettings"
+                " --custom-log-dict acme_shop.worker.LOG_CONFIG"
+            ]
+            start(worker_command[0], "worker.log")
+        base = f"http://127.0.0.1:{port}"
+        wait_until_healthy(base, api, timeout=90)
+        response = httpx.post(f"{base}/events", json={"name": "signup"}, timeout=10)
+        assert response.status_code == 202
+        [job_id] = response.json()["jobs"]
+
+        def job_succeeded() -> bool:
+            job = httpx.get(f"{base}/jobs/{job_id}", timeout=10).json()
+            return bool(job["status"] == "succeeded")
+
+        wait_for(job_succeeded, 30, "the event's job succeeding")
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(timeout=30)
+        shutil.rmtree(synced_project / "var", ignore_errors=True)

@@ -3,16 +3,31 @@
 import shutil
 import sqlite3
 import subprocess
+import sys
 import warnings
 from pathlib import Path
 
 import copier
+import httpx
 import pytest
 import yaml
 
 from .conftest import TEMPLATE, assert_hygienic, project_files, run, run_gates
+from .support import (
+    Process,
+    app_environment,
+    migrate,
+    new_database,
+    query,
+    running_smtp_sink,
+    start_api,
+    wait_for,
+)
 
 PACKAGE = Path("src/acme_shop")
+USER = {"email": "ada@example.com", "name": "Ada", "password": "correct horse battery"}
+CREDENTIALS = {"email": USER["email"], "password": USER["password"]}
+ORDER = {"email": "bob@example.com", "sku": "A-1", "quantity": 2}
 
 # A task and the route that schedules it, added as the README's "Add a task" says: modules
 # of the user's own, and no line in any file the template renders.
@@ -411,3 +426,146 @@ def test_the_documented_relock_makes_a_locked_sync_pass_after_a_backend_switch(
     assert all(step in text for step in steps for text in documented)
     run(user_project, "uv", "lock", "--quiet")  # the documented step
     run(user_project, "uv", "sync", "--locked", "--quiet")
+
+
+def test_the_update_message_finds_the_conflicts_and_starts_the_worker(
+    template_repo: Path, user_project: Path
+) -> None:
+    """A release changes the line the user changed: the update leaves both versions; its
+    message says how to find them (and they are found so), then what to run, the worker
+    included after a switch to arq."""
+    edit(
+        template_repo / "template/src/{{package_name}}/tasks/events.py",
+        'ctx.log.info("event_processed", event_id=event_id, name=event.name)',
+        'ctx.log.info("event_processed", event_id=event_id, event_name=event.name)',
+    )
+    git(template_repo, "commit", "--quiet", "--all", "--message", "1.1.0")
+    git(template_repo, "tag", "1.1.0")
+
+    copier_cli = Path(sys.executable).with_name("copier")
+    updated = run(user_project, str(copier_cli), "update", "--defaults", "-d", "task_backend=arq")
+    message = updated.stdout + updated.stderr
+
+    assert "updated to the template's 1.1.0" in message
+    assert "CHANGELOG.md" in message
+    found = git(user_project, "grep", "-n", "^<<<<<<< before updating")
+    assert found.startswith("src/acme_shop/tasks/events.py:")
+    assert "git grep -n '^<<<<<<< before updating'" in message
+    assert "UU src/acme_shop/tasks/events.py" in git(user_project, "status", "--short")
+    assert "`git status` lists the files" in message
+    lines = [line.strip() for line in message.splitlines()]
+    for step in ("uv lock", "uv run acme_shop migrate", "uv run pytest"):
+        assert step in lines
+    worker = (
+        "uv run arq acme_shop.worker.WorkerSettings --custom-log-dict acme_shop.worker.LOG_CONFIG"
+    )
+    assert worker in lines
+    assert "ACME_SHOP_REDIS_URL" in message
+
+
+# A release from before the outbox: its arq API queued each job in Redis alone (no row),
+# with the request id among the job's arguments.
+BEFORE_THE_OUTBOX = "c7c3227"
+
+
+def release_repo(tmp_path: Path, commit: str) -> Path:
+    """This repository's template at `commit`, in a git repo of its own tagged 0.9.0."""
+    repo = tmp_path / "template-repo"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", commit, "copier.yml", "template"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x"], input=archive.stdout, cwd=repo, check=True)
+    git(repo, "init", "--quiet")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", "0.9.0")
+    git(repo, "tag", "0.9.0")
+    return repo
+
+
+def release_head(repo: Path) -> None:
+    """Replace the template in `repo` with this working tree's, tagged 1.0.0."""
+    shutil.rmtree(repo / "template")
+    shutil.copy(TEMPLATE / "copier.yml", repo)
+    shutil.copytree(TEMPLATE / "template", repo / "template")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", "1.0.0")
+    git(repo, "tag", "1.0.0")
+
+
+def test_jobs_queued_before_the_outbox_run_once_after_the_update(
+    tmp_path: Path, redis_url: str, postgres_url: str
+) -> None:
+    """arq + PostgreSQL, generated before the outbox: its API queues a welcome email, an
+    event and an order's three jobs while no worker runs; the project updates, follows the
+    message's steps (relock, migrate, start the worker), and every job runs once, from a
+    row that names its request; the user registered before logs in."""
+    repo = release_repo(tmp_path, BEFORE_THE_OUTBOX)
+    project = tmp_path / "acme-shop"
+    data = {"task_backend": "arq", "database": "postgresql"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(repo), project, vcs_ref="0.9.0", data=data, defaults=True, quiet=True)
+    run(project, "uv", "sync", "--quiet")
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "generated")
+
+    with running_smtp_sink() as (sink, smtp_port):
+        env = app_environment(
+            tmp_path,
+            smtp_port,
+            new_database("postgresql", tmp_path, postgres_url),
+            ACME_SHOP_REDIS_URL=redis_url,
+            ACME_SHOP_QUEUE_NAME=f"update:{tmp_path.name}",
+        )
+        migrate(project, env)
+        old_api, base = start_api(project, env, tmp_path / "old-api.log")
+        try:
+            registered = httpx.post(f"{base}/register", json=USER, timeout=10)
+            event = httpx.post(f"{base}/events", json={"name": "signup"}, timeout=10)
+            order = httpx.post(f"{base}/order", json=ORDER, timeout=10)
+        finally:
+            old_api.stop()
+        assert [registered.status_code, event.status_code, order.status_code] == [201, 202, 201]
+        queued = [job for r in (registered, event, order) for job in r.json()["jobs"]]
+        assert len(queued) == 5
+        assert sink.to(USER["email"]) == 0, "no worker ran: the jobs wait in Redis"
+
+        release_head(repo)
+        update(project)
+        run(project, "uv", "lock", "--quiet")
+        run(project, "uv", "sync", "--quiet")
+        migrate(project, env)
+        worker = Process(
+            project, env, "arq", "acme_shop.worker.WorkerSettings",
+            "--custom-log-dict", "acme_shop.worker.LOG_CONFIG", log=tmp_path / "worker.log",
+        )  # fmt: skip
+        api, base = start_api(project, env, tmp_path / "api.log")
+        try:
+            wait_for(lambda: sink.to(USER["email"]) == 1, 60, "the welcome email")
+            database = env["ACME_SHOP_DATABASE_URL"]
+            finished = "SELECT id FROM jobs WHERE status IN ('succeeded', 'failed')"
+            wait_for(lambda: len(query(database, finished)) == 5, 60, "every queued job's end")
+            login = httpx.post(f"{base}/login", json=CREDENTIALS, timeout=10)
+        finally:
+            api.stop()
+            worker.stop()
+
+    assert login.status_code == 200
+    rows = query(database, "SELECT id, task, status, tries, request_id FROM jobs")
+    by_id = {row[0]: row[1:] for row in rows if row[0] in queued}
+    assert sorted(by_id) == sorted(queued), "each queued job has its row"
+    assert all(request_id for _, _, _, request_id in by_id.values())
+    assert {task: status for task, status, _, _ in by_id.values()} == {
+        "send_welcome_email": "succeeded",
+        "process_event": "succeeded",
+        "send_order_confirmation": "succeeded",
+        "update_inventory": "succeeded",
+        "notify_admin": "succeeded",
+    }
+    started = [line["job_id"] for line in worker.events("task_started")]
+    assert sorted(job for job in started if job in queued) == sorted(queued), "each ran once"
