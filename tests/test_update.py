@@ -325,6 +325,12 @@ async def main():
             "INSERT INTO users (email, name, password_hash, created_at) VALUES (?, ?, ?, ?)",
             ("ada@example.com", "Ada", hash_password({OLD_PASSWORD!r}), "2026-11-20"),
         )
+        await connection.exec_driver_sql(
+            "INSERT INTO task_failures (task, job_id, request_id, attempt, arguments, error,"
+            " traceback, failed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            ("send_welcome_email", "old-job-1", "req-old", 4, "(1,)", "SMTPServerDisconnected",
+             "Traceback ...", "2026-11-21"),
+        )
     await engine.dispose()
 
 asyncio.run(main())
@@ -397,7 +403,11 @@ def test_the_oldest_project_keeps_its_shape_its_rows_and_its_users(tmp_path: Pat
     assert '"database_adopted"' in migrated.stdout + migrated.stderr
     with sqlite3.connect(database) as connection:
         [(password_hash,)] = connection.execute("SELECT password_hash FROM users").fetchall()
-        assert connection.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+        # The failure the old release kept is in the dead letter, a failed job.
+        failed = "SELECT id, task, status, tries, request_id, error FROM jobs"
+        assert connection.execute(failed).fetchall() == [
+            ("old-job-1", "send_welcome_email", "failed", 4, "req-old", "SMTPServerDisconnected")
+        ]
     verified = run(project, "uv", "run", "--no-sync", "python", "-c", VERIFY, password_hash)
     assert verified.stdout.split() == ["True", "$argon2id$"], "the old user logs in, rehashed"
 
