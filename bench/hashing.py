@@ -152,7 +152,7 @@ def prepare(workdir: Path, vcs_ref: str | None) -> Path:
             str(TEMPLATE),
             project,
             data={"task_backend": "background", "database": "sqlite"},
-            vcs_ref=vcs_ref,
+            vcs_ref=vcs_ref or "HEAD",  # HEAD with the work tree; copier alone takes the latest tag
             defaults=True,
             quiet=True,
         )

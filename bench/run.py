@@ -200,7 +200,7 @@ def alternate(
 def render(dst: Path, **answers: Any) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        copier.run_copy(str(TEMPLATE), dst, data=answers, defaults=True, quiet=True)
+        copier.run_copy(str(TEMPLATE), dst, data=answers, defaults=True, quiet=True, vcs_ref="HEAD")
     return dst
 
 
@@ -634,6 +634,8 @@ def measure_copier(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
                 "copy",
                 "--defaults",
                 "--quiet",
+                "--vcs-ref",
+                "HEAD",
                 str(TEMPLATE),
                 str(workdir / f"cli-{attempt}"),
             ],

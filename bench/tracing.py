@@ -53,7 +53,7 @@ def prepare(dst: Path, vcs_ref: str | None = None, **answers: Any) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         copier.run_copy(
-            str(TEMPLATE), dst, data=answers, defaults=True, quiet=True, vcs_ref=vcs_ref
+            str(TEMPLATE), dst, data=answers, defaults=True, quiet=True, vcs_ref=vcs_ref or "HEAD"
         )
     shutil.copy(BENCH / "project" / "bench_apps.py", dst / "bench_apps.py")
     subprocess.run(["uv", "sync", "--quiet"], cwd=dst, env=project_env(), check=True)

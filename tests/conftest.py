@@ -7,7 +7,6 @@ import re
 import subprocess
 import time
 import tomllib
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,10 +74,9 @@ MATRIX_REPORT: dict[str, list[str]] = {}
 
 def render(dst: Path, src: Path = TEMPLATE, **data: Any) -> Path:
     """`copier copy --defaults` of `src` into `dst`, then the hygiene checks."""
-    with warnings.catch_warnings():
-        # Copier says so when the template has no release tag yet; that is fine here.
-        warnings.filterwarnings("ignore", message="No git tags found in template")
-        copier.run_copy(str(src), dst, data=data, defaults=True, quiet=True)
+    # HEAD, with the work tree's uncommitted changes: without a ref, copier would take the
+    # latest release tag and test that instead of the change at hand.
+    copier.run_copy(str(src), dst, data=data, defaults=True, quiet=True, vcs_ref="HEAD")
     assert_hygienic(dst, answers=[str(value) for value in data.values()])
     return dst
 

@@ -131,7 +131,17 @@ def test_the_copier_cli_renders_without_trust(tmp_path: Path) -> None:
     from .conftest import TEMPLATE
 
     result = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", str(TEMPLATE), str(tmp_path / "x")],
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            str(TEMPLATE),
+            str(tmp_path / "x"),
+        ],
         capture_output=True,
         text=True,
         check=False,
