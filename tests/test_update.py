@@ -306,6 +306,34 @@ def test_moving_to_postgresql_keeps_the_migrations_and_the_user_edits(
     assert "failed" not in run_gates(user_project, extra=extra)
 
 
+def release_repo(tmp_path: Path, commit: str) -> Path:
+    """This repository's template at `commit`, in a git repo of its own tagged 0.9.0."""
+    repo = tmp_path / "template-repo"
+    repo.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", commit, "copier.yml", "template"],
+        cwd=TEMPLATE,
+        capture_output=True,
+        check=True,
+    )
+    subprocess.run(["tar", "-x"], input=archive.stdout, cwd=repo, check=True)
+    git(repo, "init", "--quiet")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", "0.9.0")
+    git(repo, "tag", "0.9.0")
+    return repo
+
+
+def release_head(repo: Path) -> None:
+    """Replace the template in `repo` with this working tree's, tagged 1.0.0."""
+    shutil.rmtree(repo / "template")
+    shutil.copy(TEMPLATE / "copier.yml", repo)
+    shutil.copytree(TEMPLATE / "template", repo / "template")
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--message", "1.0.0")
+    git(repo, "tag", "1.0.0")
+
+
 # The oldest project we support, from before releases (and before the `docker`,
 # `github_actions` and `database` questions): it made its tables at start and hashed
 # passwords with scrypt.
@@ -344,19 +372,7 @@ print(matches, (new_hash or "")[:10])
 
 
 def test_the_oldest_project_keeps_its_shape_its_rows_and_its_users(tmp_path: Path) -> None:
-    old_release = tmp_path / "old-template"
-    old_release.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", OLDEST, "copier.yml", "template"],
-        cwd=TEMPLATE,
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(["tar", "-x"], input=archive.stdout, cwd=old_release, check=True)
-    git(old_release, "init", "--quiet")
-    git(old_release, "add", "--all")
-    git(old_release, "commit", "--quiet", "--message", "0.9.0")
-    git(old_release, "tag", "0.9.0")
+    old_release = release_repo(tmp_path, OLDEST)
     project = tmp_path / "acme-shop"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -372,12 +388,7 @@ def test_the_oldest_project_keeps_its_shape_its_rows_and_its_users(tmp_path: Pat
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "--message", "generated")
 
-    shutil.rmtree(old_release / "template")
-    shutil.copy(TEMPLATE / "copier.yml", old_release)
-    shutil.copytree(TEMPLATE / "template", old_release / "template")
-    git(old_release, "add", "--all")
-    git(old_release, "commit", "--quiet", "--message", "1.0.0")
-    git(old_release, "tag", "1.0.0")
+    release_head(old_release)
     update(project)
 
     # `--defaults` answers each new question as the project was: no file it did not have.
@@ -476,34 +487,6 @@ def test_the_update_message_finds_the_conflicts_and_starts_the_worker(
 # A release from before the outbox: its arq API queued each job in Redis alone (no row),
 # with the request id among the job's arguments.
 BEFORE_THE_OUTBOX = "c7c3227"
-
-
-def release_repo(tmp_path: Path, commit: str) -> Path:
-    """This repository's template at `commit`, in a git repo of its own tagged 0.9.0."""
-    repo = tmp_path / "template-repo"
-    repo.mkdir()
-    archive = subprocess.run(
-        ["git", "archive", commit, "copier.yml", "template"],
-        cwd=TEMPLATE,
-        capture_output=True,
-        check=True,
-    )
-    subprocess.run(["tar", "-x"], input=archive.stdout, cwd=repo, check=True)
-    git(repo, "init", "--quiet")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "--message", "0.9.0")
-    git(repo, "tag", "0.9.0")
-    return repo
-
-
-def release_head(repo: Path) -> None:
-    """Replace the template in `repo` with this working tree's, tagged 1.0.0."""
-    shutil.rmtree(repo / "template")
-    shutil.copy(TEMPLATE / "copier.yml", repo)
-    shutil.copytree(TEMPLATE / "template", repo / "template")
-    git(repo, "add", "--all")
-    git(repo, "commit", "--quiet", "--message", "1.0.0")
-    git(repo, "tag", "1.0.0")
 
 
 def test_jobs_queued_before_the_outbox_run_once_after_the_update(
