@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from .conftest import TEMPLATE, assert_hygienic, project_files, run, run_gates
+from .redis_server import free_port
 from .support import (
     Process,
     app_environment,
@@ -562,3 +563,95 @@ def test_jobs_queued_before_the_outbox_run_once_after_the_update(
     }
     started = [line["job_id"] for line in worker.events("task_started")]
     assert sorted(job for job in started if job in queued) == sorted(queued), "each ran once"
+
+
+# The first release, 0.1.0, by its commit: a tag made in one clone is not always carried
+# over to another, a commit on main is.
+FIRST_RELEASE = "cb655ea"
+GRACE = {"email": "grace@example.com", "name": "Grace", "password": "another long secret"}
+
+
+def test_a_project_from_the_first_release_keeps_its_users_its_jobs_and_its_edits(
+    tmp_path: Path,
+) -> None:
+    """The default answers at 0.1.0, with the user's own task and route: its API leaves a
+    failed welcome email and order confirmation (no mail server) and a welcome email
+    pending its second try; the project updates and follows the changelog's steps; the
+    pending job runs once, the failed ones stay in the dead letter, both users log in, and
+    the project's gates and tests pass with the user's modules in them."""
+    repo = release_repo(tmp_path, FIRST_RELEASE)
+    project = tmp_path / "acme-shop"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(str(repo), project, vcs_ref="0.9.0", defaults=True, quiet=True)
+    for name, text in USER_FILES.items():
+        (project / name).write_text(text)
+    run(project, "uv", "sync", "--quiet")
+    git(project, "init", "--quiet")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "--message", "generated, with the user's report task")
+
+    token = "a-long-admin-token-for-the-dead-letter"
+    no_mail_server = free_port()
+    env = app_environment(tmp_path, no_mail_server, ACME_SHOP_ADMIN_TOKEN=token)
+    database = env["ACME_SHOP_DATABASE_URL"]
+    migrate(project, env)
+    old_api, base = start_api(project, env, tmp_path / "old-api.log")
+    try:
+        assert httpx.post(f"{base}/register", json=USER, timeout=10).status_code == 201
+        assert httpx.post(f"{base}/order", json=ORDER, timeout=10).status_code == 201
+        assert httpx.post(f"{base}/reports/daily", timeout=10).status_code == 202
+        failed = "SELECT task FROM jobs WHERE status = 'failed'"
+        wait_for(lambda: len(query(database, failed)) == 2, 60, "two emails failed for good")
+    finally:
+        old_api.stop()
+    # A second try due in 8 s: the job is pending when the old API stops (at once: its
+    # shutdown grace ends the wait for that try).
+    slow_retry = env | {
+        "ACME_SHOP_TASK_RETRY_BACKOFF_SECONDS": "8",
+        "ACME_SHOP_SHUTDOWN_GRACE_SECONDS": "1",
+    }
+    old_api, base = start_api(project, slow_retry, tmp_path / "old-api-2.log")
+    try:
+        registered = httpx.post(f"{base}/register", json=GRACE, timeout=10)
+        assert registered.status_code == 201
+        [pending_id] = registered.json()["jobs"]
+        tried_once = f"SELECT status FROM jobs WHERE id = '{pending_id}' AND tries = 1"
+        wait_for(lambda: query(database, tried_once) == [("pending",)], 30, "a first try")
+    finally:
+        old_api.stop()
+
+    release_head(repo)
+    update(project)
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "1.0.0"
+    for name, text in USER_FILES.items():
+        assert (project / name).read_text() == text, f"{name} is the user's"
+    # The changelog's steps: relock, migrate, (restart).
+    run(project, "uv", "lock", "--quiet")
+    run(project, "uv", "sync", "--quiet")
+    migrate(project, env)
+    with running_smtp_sink() as (sink, smtp_port):
+        env = env | {"ACME_SHOP_SMTP_PORT": str(smtp_port)}
+        api, base = start_api(project, env, tmp_path / "api.log")
+        try:
+            wait_for(lambda: sink.to(GRACE["email"]) == 1, 60, "the pending welcome email")
+            logins = [
+                httpx.post(f"{base}/login", json={k: user[k] for k in CREDENTIALS}, timeout=10)
+                for user in (USER, GRACE)
+            ]
+            headers = {"Authorization": f"Bearer {token}"}
+            dead_letter = httpx.get(f"{base}/tasks/failed", headers=headers, timeout=10)
+        finally:
+            api.stop()
+
+    assert [login.status_code for login in logins] == [200, 200]
+    assert dead_letter.status_code == 200
+    dead = sorted(job["task"] for job in dead_letter.json()["jobs"])
+    assert dead == ["send_order_confirmation", "send_welcome_email"]
+    assert sink.to(USER["email"]) == 0, "a failed job is not run again by itself"
+    ended = f"SELECT status, tries FROM jobs WHERE id = '{pending_id}'"
+    assert query(database, ended) == [("succeeded", 2)]
+    started = [line["job_id"] for line in api.events("task_started")]
+    assert started.count(pending_id) == 1, "the pending job ran once"
+    assert "failed" not in run_gates(project)
