@@ -242,6 +242,7 @@ SECONDS = {
     "test_update.py::test_a_release_merges_with_user_edits_and_additions": 74,
     "test_update.py::test_jobs_queued_before_the_outbox_run_once_after_the_update": 120,
     "test_update.py::test_the_update_message_finds_the_conflicts_and_starts_the_worker": 30,
+    "test_update.py::test_the_first_release_s_project_keeps_users_jobs_and_edits": 160,
     "test_hostile_answers.py::test_hostile_answers_render_valid_files_or_are_refused": 116,
     "test_hostile_answers.py::test_hostile_samples_pass_the_gates": 74,
     "test_ship.py::test_the_image_and_compose_commands_serve": 18,

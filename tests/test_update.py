@@ -571,7 +571,7 @@ FIRST_RELEASE = "cb655ea"
 GRACE = {"email": "grace@example.com", "name": "Grace", "password": "another long secret"}
 
 
-def test_a_project_from_the_first_release_keeps_its_users_its_jobs_and_its_edits(
+def test_the_first_release_s_project_keeps_users_jobs_and_edits(
     tmp_path: Path,
 ) -> None:
     """The default answers at 0.1.0, with the user's own task and route: its API leaves a
