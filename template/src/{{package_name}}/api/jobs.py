@@ -21,8 +21,9 @@ UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
 class JobStatus(BaseModel):
     id: str
     task: str
-    status: Literal["pending", "running", "succeeded", "failed"]
-    """pending: waiting for its first try or its next; running; then succeeded or failed."""
+    status: Literal["pending", "running", "succeeded", "failed", "cancelled"]
+    """pending: waiting for its first try or its next; running; then succeeded, failed, or
+    cancelled (by an operator, from the dashboard, before it ran)."""
     created_at: UTCDateTime
     finished_at: UTCDateTime | None
 

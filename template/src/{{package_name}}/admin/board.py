@@ -1,0 +1,119 @@
+"""What the dashboard reads: the `jobs` table, and nothing else (not the queue).
+
+`overview` answers "is the work getting done?": jobs by task and status, how long the
+oldest job owed has waited, the runs and failures of the last hour. `list_jobs` pages
+through the jobs, newest first, by cursor (as the dead letter does: jobs written while
+an operator pages never make a page repeat or skip one).
+"""
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..models import Job, as_utc, utcnow
+
+STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
+PAGE = 50
+
+
+@dataclass
+class Overview:
+    by_task: dict[str, dict[str, int]]
+    """Jobs by task, then by status."""
+    oldest_due_seconds: float | None
+    """How long the pending job due longest ago has been due; None when none is."""
+    last_hour: dict[str, int]
+    """Jobs that ended in the last hour, by how: succeeded, failed, cancelled."""
+    totals: dict[str, int] = field(init=False)
+    """Jobs by status, all tasks."""
+
+    def __post_init__(self) -> None:
+        self.totals = {
+            status: sum(counts.get(status, 0) for counts in self.by_task.values())
+            for status in STATUSES
+        }
+
+
+async def overview(session: AsyncSession) -> Overview:
+    now = utcnow()
+    by_task: dict[str, dict[str, int]] = {}
+    counts = await session.execute(
+        select(Job.task, Job.status, func.count()).group_by(Job.task, Job.status)
+    )
+    for task, status, count in counts:
+        by_task.setdefault(task, {})[status] = count
+    oldest: datetime | None = await session.scalar(
+        select(func.min(Job.due_at)).where(Job.status == "pending", Job.due_at <= now)
+    )
+    # One count per end, each down the (status, finished_at) index.
+    last_hour = {
+        status: await session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.status == status, Job.finished_at >= now - timedelta(hours=1))
+        )
+        or 0
+        for status in ("succeeded", "failed", "cancelled")
+    }
+    waited = (now - as_utc(oldest)).total_seconds() if oldest is not None else None
+    return Overview(dict(sorted(by_task.items())), waited, last_hour)
+
+
+@dataclass(frozen=True)
+class Filters:
+    status: str | None = None
+    task: str | None = None
+    request_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    jobs: list[Job]
+    next_cursor: str | None
+
+
+async def list_jobs(session: AsyncSession, filters: Filters, cursor: str | None) -> Page:
+    """A page of the jobs that pass `filters`, the newest first; `cursor`: the page
+    before's `next_cursor` (a ValueError for any other string)."""
+    query = select(Job)
+    if filters.status is not None:
+        query = query.where(Job.status == filters.status)
+    if filters.task is not None:
+        query = query.where(Job.task == filters.task)
+    if filters.request_id is not None:
+        query = query.where(Job.request_id == filters.request_id)
+    if cursor is not None:
+        query = query.where(tuple_(Job.created_at, Job.id) < tuple_(*parse_cursor(cursor)))
+    query = query.order_by(Job.created_at.desc(), Job.id.desc()).limit(PAGE + 1)
+    jobs = list((await session.scalars(query)).all())
+    if len(jobs) <= PAGE:
+        return Page(jobs, None)
+    last = jobs[PAGE - 1]
+    text = f"{as_utc(last.created_at).isoformat()} {last.id}"
+    return Page(jobs[:PAGE], base64.urlsafe_b64encode(text.encode()).decode())
+
+
+def parse_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, job_id = (
+            base64.b64decode(cursor, altchars=b"-_", validate=True).decode().split(" ")
+        )
+        moment = datetime.fromisoformat(created_at)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("not a cursor of this list") from None
+    if moment.tzinfo is None:
+        raise ValueError("not a cursor of this list")
+    return moment, job_id
+
+
+def trace_id_of(job: Job) -> str | None:
+    """The trace id of the span that scheduled `job`, from its `traceparent`."""
+    traceparent = (job.trace_context or {}).get("traceparent")
+    if not isinstance(traceparent, str):
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else None
