@@ -79,7 +79,8 @@ def test_an_operator_reruns_a_failed_email_and_cancels_a_queued_job(
                 page.screenshot(path=shots / "dashboard-overview.png", full_page=True)
                 page.get_by_role("link", name="Failed", exact=True).click()
                 page.get_by_role("link", name=email_job[:12]).click()
-                expect(page.get_by_text("451")).to_be_visible()  # the server's answer
+                error = "TransientEmailError: mail server said 451: 4.3.0 Try again later"
+                expect(page.get_by_text(error, exact=True)).to_be_visible()
                 page.screenshot(path=shots / "dashboard-job.png", full_page=True)
                 page.get_by_role("link", name="Re-run this job").click()
                 page.get_by_role("button", name="Re-run it").click()
