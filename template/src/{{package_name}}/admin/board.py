@@ -2,18 +2,17 @@
 
 `overview` answers "is the work getting done?": jobs by task and status, how long the
 oldest job owed has waited, the runs and failures of the last hour. `list_jobs` pages
-through the jobs, newest first, by cursor (as the dead letter does: jobs written while
+through the jobs, newest first, by cursor (the dead letter's: jobs written while
 an operator pages never make a page repeat or skip one).
 """
 
-import base64
-import binascii
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..jobs.dead_letter import cursor_of, parse_cursor
 from ..models import Job, as_utc, utcnow
 
 STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
@@ -93,21 +92,7 @@ async def list_jobs(session: AsyncSession, filters: Filters, cursor: str | None)
     if len(jobs) <= PAGE:
         return Page(jobs, None)
     last = jobs[PAGE - 1]
-    text = f"{as_utc(last.created_at).isoformat()} {last.id}"
-    return Page(jobs[:PAGE], base64.urlsafe_b64encode(text.encode()).decode())
-
-
-def parse_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        created_at, job_id = (
-            base64.b64decode(cursor, altchars=b"-_", validate=True).decode().split(" ")
-        )
-        moment = datetime.fromisoformat(created_at)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("not a cursor of this list") from None
-    if moment.tzinfo is None:
-        raise ValueError("not a cursor of this list")
-    return moment, job_id
+    return Page(jobs[:PAGE], cursor_of(last.created_at, last.id))
 
 
 def trace_id_of(job: Job) -> str | None:

@@ -90,13 +90,17 @@ async def list_failed(
 
 def cursor_after(job: Job) -> str:
     """The cursor of the page that starts after `job`."""
-    finished_at = as_utc(job.finished_at or job.created_at)
-    return base64.urlsafe_b64encode(f"{finished_at.isoformat()} {job.id}".encode()).decode()
+    return cursor_of(job.finished_at or job.created_at, job.id)
+
+
+def cursor_of(moment: datetime, job_id: str) -> str:
+    """A cursor for a list ordered by a time, then the id: where it stopped."""
+    return base64.urlsafe_b64encode(f"{as_utc(moment).isoformat()} {job_id}".encode()).decode()
 
 
 def parse_cursor(cursor: str) -> tuple[datetime, str]:
-    """The failure time and the id a cursor holds; a ValueError for a string that no page
-    gave out."""
+    """The time and the id a cursor holds; a ValueError for a string that no page gave
+    out."""
     try:
         text = base64.b64decode(cursor, altchars=b"-_", validate=True).decode()
         finished_at, job_id = text.split(" ")
