@@ -146,7 +146,8 @@ async def overview_page(
     task_backend: TaskBackendDep,
 ) -> Response:
     board = await overview(session)
-    values = {"board": board, "statuses": STATUSES, "runner_up": all(task_backend.values())}
+    down = [check for check, up in task_backend.items() if not up]
+    values = {"board": board, "statuses": STATUSES, "runner_down": down}
     return page(request, "overview.html", context(request, session_id, settings, **values))
 
 
