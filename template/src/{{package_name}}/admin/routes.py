@@ -9,6 +9,7 @@ import structlog
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.typing import FilteringBoundLogger
 
 from ..api.failed_tasks import ClearFinishedDep, DispatchDep, rerun
@@ -19,6 +20,7 @@ from ..jobs.queue import check_task_backend
 from ..jobs.runtime import summarize_arguments
 from ..logging import HIDDEN, without_secrets
 from ..models import Job, as_utc
+from ..settings import Settings
 from ..tasks import TASKS
 from .board import STATUSES, Filters, list_jobs, overview, trace_id_of
 from .session import (
@@ -132,7 +134,7 @@ async def log_out(request: Request, session_id: CheckedSessionDep) -> Response:
 # --- pages -------------------------------------------------------------------------
 
 
-def context(request: Request, session_id: str, settings: Any, **values: Any) -> dict[str, Any]:
+def context(request: Request, session_id: str, settings: Settings, **values: Any) -> dict[str, Any]:
     notice = NOTICES.get(request.query_params.get("done", ""))
     return {"csrf_token": csrf_of(settings, session_id), "notice": notice, **values}
 
@@ -180,7 +182,7 @@ async def jobs_page(
     return page(request, "jobs.html", context(request, session_id, settings, **values))
 
 
-async def job_or_404(session: Any, job_id: str) -> Job:
+async def job_or_404(session: AsyncSession, job_id: str) -> Job:
     job: Job | None = await session.get(Job, job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job {job_id}.")
