@@ -19,10 +19,12 @@ Content-Security-Policy holds them to.
 from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from ..settings import Settings
-from .routes import redirect, router
+from .routes import page, redirect, router
 from .session import LoginRequiredError
 
 
@@ -34,7 +36,19 @@ def mount_dashboard(app: FastAPI, settings: Settings) -> None:
     static = StaticFiles(directory=Path(__file__).parent / "static")
     app.mount("/admin/static", static, name="admin-static")
     app.add_exception_handler(LoginRequiredError, to_login)
+    app.add_exception_handler(HTTPException, error_page)
 
 
 async def to_login(request: Request, exc: Exception) -> Response:
     return redirect("/admin/login")
+
+
+async def error_page(request: Request, exc: Exception) -> Response:
+    """A refusal under /admin/ as a page a person reads (409: someone else acted first);
+    elsewhere FastAPI's JSON, as before."""
+    assert isinstance(exc, HTTPException)
+    if not request.url.path.startswith("/admin/"):
+        return await http_exception_handler(request, exc)
+    response = page(request, "error.html", {"detail": exc.detail}, exc.status_code)
+    response.headers.update(exc.headers or {})  # Retry-After of a 503
+    return response
