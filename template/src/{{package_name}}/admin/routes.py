@@ -102,9 +102,16 @@ def audit(request: Request, session_id: str, action: str, **what: Any) -> None:
 # --- login -------------------------------------------------------------------------
 
 
+def login_context(request: Request, error: str | None) -> dict[str, Any]:
+    """`plain_http`: the page came over HTTP from a host a browser will not keep a
+    `Secure` cookie for (it does for localhost), so the login would seem to do nothing."""
+    plain_http = request.url.scheme == "http" and request.url.hostname != "localhost"
+    return {"error": error, "plain_http": plain_http}
+
+
 @router.get("/login")
 async def login_form(request: Request) -> Response:
-    return page(request, "login.html", {"error": None})
+    return page(request, "login.html", login_context(request, None))
 
 
 @router.post("/login")
@@ -116,7 +123,8 @@ async def log_in(
     if not token_matches(settings, token):
         log.warning("admin_login_failed", client=client)
         error = "That is not the admin token."
-        return page(request, "login.html", {"error": error}, status.HTTP_401_UNAUTHORIZED)
+        context = login_context(request, error)
+        return page(request, "login.html", context, status.HTTP_401_UNAUTHORIZED)
     response = redirect("/admin/")
     start_session(response, settings)
     log.info("admin_logged_in", client=client)
