@@ -134,6 +134,15 @@ JINJA_LEFTOVER = re.compile(
     COPIER_LEFTOVER.pattern + r"|\{%-?\s*(if|elif|else|endif|for|endfor|raw|endraw|set)\b|\{#"
 )
 APP_TEMPLATES = "/admin/templates/"
+
+
+def jinja_left(relative: Path, text: str) -> bool:
+    """Whether copier left Jinja in the rendered file `relative`: any in a Python, TOML or
+    YAML file; only its answers' names in the app's own Jinja templates."""
+    app_template = APP_TEMPLATES in f"/{relative.as_posix()}"
+    return bool((COPIER_LEFTOVER if app_template else JINJA_LEFTOVER).search(text))
+
+
 WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
 WINDOWS_INVALID = re.compile(r'[<>:"\\|?*\x00-\x1f]|[. ]$')
 SECRET_LITERAL = re.compile(
@@ -159,9 +168,7 @@ def assert_hygienic(project: Path, answers: Sequence[str] = ()) -> None:
             single_quoted = answer.replace("\\", "\\\\").replace("'", "\\'")
             for form in (double_quoted, single_quoted, answer):
                 text = text.replace(form, "")
-        app_template = APP_TEMPLATES in f"/{relative.as_posix()}"
-        leftover = COPIER_LEFTOVER if app_template else JINJA_LEFTOVER
-        assert not leftover.search(text), f"{relative}: Jinja left"
+        assert not jinja_left(relative, text), f"{relative}: Jinja left"
         assert "<<<<<<<" not in text, f"{relative}: conflict marker"
         if relative.parts[0] != "tests":
             assert not SECRET_LITERAL.search(text), f"{relative}: secret-looking literal"

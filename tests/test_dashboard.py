@@ -86,6 +86,8 @@ def test_an_operator_reruns_a_failed_email_and_cancels_a_queued_job(
                 page.get_by_role("button", name="Re-run it").click()
                 expect(page.get_by_role("status")).to_contain_text("sent to run again")
                 wait_for(lambda: sink.to(USER["email"]) == 1, 30, "the re-run's email")
+                # The row says so once the worker has recorded the try, just after the email.
+                wait_for(lambda: query(database, failed) == [("succeeded",)], 30, "the record")
                 page.reload()
                 heading = page.get_by_role("heading", name="send_welcome_email succeeded")
                 expect(heading).to_be_visible()
