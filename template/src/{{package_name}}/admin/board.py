@@ -6,20 +6,20 @@ through the jobs, newest first, by cursor (the dead letter's: jobs written while
 an operator pages never make a page repeat or skip one).
 """
 
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..jobs.dead_letter import cursor_of, parse_cursor
-from ..models import Job, as_utc, utcnow
+from ..metrics import count_jobs, oldest_due_seconds
+from ..models import JOB_STATUSES, Job, utcnow
 
-STATUSES = ("pending", "running", "succeeded", "failed", "cancelled")
 PAGE = 50
 
 
-@dataclass
+@dataclass(frozen=True)
 class Overview:
     by_task: dict[str, dict[str, int]]
     """Jobs by task, then by status."""
@@ -27,39 +27,40 @@ class Overview:
     """How long the pending job due longest ago has been due; None when none is."""
     last_hour: dict[str, int]
     """Jobs that ended in the last hour, by how: succeeded, failed, cancelled."""
-    totals: dict[str, int] = field(init=False)
-    """Jobs by status, all tasks."""
 
-    def __post_init__(self) -> None:
-        self.totals = {
-            status: sum(counts.get(status, 0) for counts in self.by_task.values())
-            for status in STATUSES
-        }
+    @property
+    def totals(self) -> dict[str, int]:
+        """Jobs by status, all tasks."""
+        return totals_of(self.by_task)
+
+
+def totals_of(by_task: dict[str, dict[str, int]]) -> dict[str, int]:
+    return {
+        status: sum(counts.get(status, 0) for counts in by_task.values()) for status in JOB_STATUSES
+    }
+
+
+async def jobs_by_task(session: AsyncSession) -> dict[str, dict[str, int]]:
+    """Jobs by task, then by status, the tasks in name order (what /metrics counts too)."""
+    by_task: dict[str, dict[str, int]] = {}
+    for (task, status), count in sorted((await count_jobs(session)).items()):
+        by_task.setdefault(task, {})[status] = count
+    return by_task
 
 
 async def overview(session: AsyncSession) -> Overview:
-    now = utcnow()
-    by_task: dict[str, dict[str, int]] = {}
-    counts = await session.execute(
-        select(Job.task, Job.status, func.count()).group_by(Job.task, Job.status)
-    )
-    for task, status, count in counts:
-        by_task.setdefault(task, {})[status] = count
-    oldest: datetime | None = await session.scalar(
-        select(func.min(Job.due_at)).where(Job.status == "pending", Job.due_at <= now)
-    )
+    since = utcnow() - timedelta(hours=1)
     # One count per end, each down the (status, finished_at) index.
     last_hour = {
         status: await session.scalar(
             select(func.count())
             .select_from(Job)
-            .where(Job.status == status, Job.finished_at >= now - timedelta(hours=1))
+            .where(Job.status == status, Job.finished_at >= since)
         )
         or 0
         for status in ("succeeded", "failed", "cancelled")
     }
-    waited = (now - as_utc(oldest)).total_seconds() if oldest is not None else None
-    return Overview(dict(sorted(by_task.items())), waited, last_hour)
+    return Overview(await jobs_by_task(session), await oldest_due_seconds(session), last_hour)
 
 
 @dataclass(frozen=True)

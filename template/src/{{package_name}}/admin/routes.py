@@ -12,17 +12,17 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.typing import FilteringBoundLogger
 
-from ..api.failed_tasks import ClearFinishedDep, DispatchDep, rerun
+from ..api.failed_tasks import ClearFinishedDep, DispatchDep, rerun, rerun_failed_job
 from ..deps import SessionDep, SettingsDep
 from ..jobs.cancel import cancel_pending
 from ..jobs.dead_letter import retryable_jobs_of, why_not_retryable
 from ..jobs.queue import check_task_backend
 from ..jobs.runtime import summarize_arguments
 from ..logging import HIDDEN, without_secrets
-from ..models import Job, as_utc
+from ..models import JOB_STATUSES, Job, JobStatusName, as_utc
 from ..settings import Settings
 from ..tasks import TASKS
-from .board import STATUSES, Filters, list_jobs, overview, trace_id_of
+from .board import Filters, jobs_by_task, list_jobs, overview, totals_of, trace_id_of
 from .session import (
     CheckedSessionDep,
     SessionIdDep,
@@ -88,10 +88,13 @@ def redirect(url: str) -> Response:
     return secured(RedirectResponse(url, status_code=status.HTTP_303_SEE_OTHER))
 
 
+def client_of(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 def actor(request: Request, session_id: str) -> str:
     """Who did it, for the log: the dashboard session and the client's address."""
-    client = request.client.host if request.client else "unknown"
-    return f"session {session_id[:8]} from {client}"
+    return f"session {session_id[:8]} from {client_of(request)}"
 
 
 def audit(request: Request, session_id: str, action: str, **what: Any) -> None:
@@ -119,7 +122,7 @@ async def log_in(
     request: Request, settings: SettingsDep, token: Annotated[str, Form(max_length=1000)] = ""
 ) -> Response:
     log: FilteringBoundLogger = structlog.get_logger()
-    client = request.client.host if request.client else "unknown"
+    client = client_of(request)
     if not token_matches(settings, token):
         log.warning("admin_login_failed", client=client)
         error = "That is not the admin token."
@@ -157,14 +160,14 @@ async def overview_page(
 ) -> Response:
     board = await overview(session)
     down = [check for check, up in task_backend.items() if not up]
-    values = {"board": board, "statuses": STATUSES, "runner_down": down}
+    values = {"board": board, "statuses": JOB_STATUSES, "runner_down": down}
     return page(request, "overview.html", context(request, session_id, settings, **values))
 
 
 @router.get("/counts")
 async def counts(_: SessionIdDep, session: SessionDep) -> Response:
     """Jobs by status, for the overview's refresh (static/admin.js)."""
-    return secured(JSONResponse((await overview(session)).totals))
+    return secured(JSONResponse(totals_of(await jobs_by_task(session))))
 
 
 @router.get("/jobs")
@@ -173,10 +176,7 @@ async def jobs_page(
     session_id: SessionIdDep,
     settings: SettingsDep,
     session: SessionDep,
-    status_: Annotated[
-        Literal["pending", "running", "succeeded", "failed", "cancelled"] | None,
-        Query(alias="status"),
-    ] = None,
+    status_: Annotated[JobStatusName | None, Query(alias="status")] = None,
     task: Annotated[str | None, Query(max_length=200)] = None,
     request_id: Annotated[str | None, Query(max_length=128)] = None,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
@@ -186,7 +186,7 @@ async def jobs_page(
         found = await list_jobs(session, filters, cursor)
     except ValueError as problem:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(problem)) from None
-    values = {"filters": filters, "found": found, "statuses": STATUSES}
+    values = {"filters": filters, "found": found, "statuses": JOB_STATUSES}
     return page(request, "jobs.html", context(request, session_id, settings, **values))
 
 
@@ -253,13 +253,7 @@ async def rerun_job(
     clear_finished: ClearFinishedDep,
     dispatch: DispatchDep,
 ) -> Response:
-    job = await job_or_404(session, job_id)
-    problem = why_not_retryable(job)
-    if problem:
-        raise HTTPException(status.HTTP_409_CONFLICT, problem)
-    reset = await rerun(session, [job.id], clear_finished, dispatch)
-    if not reset:
-        raise HTTPException(status.HTTP_409_CONFLICT, f"Job {job_id} is no longer failed.")
+    job = await rerun_failed_job(session, job_id, clear_finished, dispatch)
     audit(request, session_id, "rerun", task=job.task, job_id=job.id)
     return redirect(f"/admin/jobs/{job.id}?done=rerun")
 

@@ -176,6 +176,15 @@ async def retry_failed_job(
     job_id: str, session: SessionDep, clear_finished: ClearFinishedDep, dispatch: DispatchDep
 ) -> JobOut:
     """Run a failed job again, with all of its task's tries, under the same job id."""
+    job = await rerun_failed_job(session, job_id, clear_finished, dispatch)
+    return JobOut.model_validate(job, from_attributes=True)
+
+
+async def rerun_failed_job(
+    session: AsyncSession, job_id: str, clear_finished: ClearFinished, dispatch: Dispatch
+) -> Job:
+    """Reset the failed job `job_id`, commit, dispatch it; the job as reset. 404 for no
+    such job, 409 for one that cannot run again (the dashboard's re-run too)."""
     job = await session.get(Job, job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"No job {job_id}.")
@@ -186,7 +195,7 @@ async def retry_failed_job(
     if not reset:  # another caller re-ran it between our read and our write
         await session.refresh(job)
         raise HTTPException(status.HTTP_409_CONFLICT, why_not_retryable(job))
-    return JobOut.model_validate(reset[0], from_attributes=True)
+    return reset[0]
 
 
 async def rerun(

@@ -5,13 +5,13 @@ last error, whose text can name internal hosts and ports, are for the admin, thr
 dead letter's routes (`failed_tasks.py`, behind the admin token)."""
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, status
 from pydantic import AfterValidator, BaseModel
 
 from ..deps import SessionDep
-from ..models import Job, as_utc
+from ..models import Job, JobStatusName, as_utc
 
 router = APIRouter(tags=["jobs"])
 
@@ -21,7 +21,7 @@ UTCDateTime = Annotated[datetime, AfterValidator(as_utc)]
 class JobStatus(BaseModel):
     id: str
     task: str
-    status: Literal["pending", "running", "succeeded", "failed", "cancelled"]
+    status: JobStatusName
     """pending: waiting for its first try or its next; running; then succeeded, failed, or
     cancelled (by an operator, from the dashboard, before it ran)."""
     created_at: UTCDateTime
