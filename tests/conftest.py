@@ -136,11 +136,11 @@ JINJA_LEFTOVER = re.compile(
 APP_TEMPLATES = "/admin/templates/"
 
 
-def jinja_left(relative: Path, text: str) -> bool:
-    """Whether copier left Jinja in the rendered file `relative`: any in a Python, TOML or
-    YAML file; only its answers' names in the app's own Jinja templates."""
+def jinja_left(relative: Path, text: str, anywhere: re.Pattern[str] = JINJA_LEFTOVER) -> bool:
+    """Whether copier left Jinja in the rendered file `relative`: `anywhere` in a Python,
+    TOML or YAML file; only its answers' names in the app's own Jinja templates."""
     app_template = APP_TEMPLATES in f"/{relative.as_posix()}"
-    return bool((COPIER_LEFTOVER if app_template else JINJA_LEFTOVER).search(text))
+    return bool((COPIER_LEFTOVER if app_template else anywhere).search(text))
 
 
 WINDOWS_RESERVED = re.compile(r"^(con|prn|aux|nul|com[1-9]|lpt[1-9])(\..*)?$", re.IGNORECASE)
